@@ -1,0 +1,1 @@
+//! The container engine. See the submodules for each concern.
