@@ -1,1 +1,3 @@
 //! The container engine. See the submodules for each concern.
+
+pub mod network;
