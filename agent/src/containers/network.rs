@@ -376,6 +376,9 @@ impl Network {
     fn plumb(&self, att: &Attachment, peers: &[Ipv4Addr], pid: i32) -> Result<(), NetError> {
         let (v, ns, br, gw) = (&att.host_veth, &att.netns, &self.cfg.bridge, self.cfg.gateway());
         let what = format!("attach {}", att.id);
+        // Filter elements first: the port is filtered from its first frame.
+        let pairs = nft::pair_elements(att.ip, peers);
+        cmd::nft(&nft::add_elements(&self.cfg.nft_table, &pairs, &nft::port_elements(att)), &what)?;
         cmd::ip_batch(
             &format!(
                 "netns attach {ns} {pid}\n\
@@ -401,8 +404,6 @@ impl Network {
             ),
             &what,
         )?;
-        let pairs = nft::pair_elements(att.ip, peers);
-        cmd::nft(&nft::add_elements(&self.cfg.nft_table, &pairs, &nft::port_element(att)), &what)?;
         Ok(())
     }
 
@@ -426,7 +427,7 @@ impl Network {
             let peers: Vec<Ipv4Addr> =
                 atts.values().filter(|a| a.tenant == att.tenant && a.id != id).map(|a| a.ip).collect();
             let pairs = nft::pair_elements(att.ip, &peers);
-            cmd::nft(&nft::remove_elements(&self.cfg.nft_table, &pairs, &nft::port_element(att)), &what)?;
+            cmd::nft(&nft::remove_elements(&self.cfg.nft_table, &pairs, &nft::port_elements(att)), &what)?;
         }
         let veth = atts.get(id).map(|a| a.host_veth.clone()).unwrap_or_else(|| veth_name(id));
         let ns = netns_name(id);

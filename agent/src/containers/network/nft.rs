@@ -9,9 +9,11 @@
 //!   redirects onto the bridge: they would tell a container to bypass the
 //!   gateway), `postrouting` (masquerade of the subnet leaving through any
 //!   other interface).
-//! - `bridge <table>`: on frames entering the bridge from a container port,
-//!   only IPv4 and ARP whose source address is the one allocated to that
-//!   port (anti-spoofing, so the pair filter cannot be fooled); IPv6 and
+//! - `bridge <table>`: on frames entering the bridge from a container port
+//!   (set `ifaces`; `meta ibrname` would be simpler but needs
+//!   nft_meta_bridge, missing on some kernels), only IPv4 and ARP whose
+//!   source address is the one allocated to that port (set `ports`:
+//!   anti-spoofing, so the pair filter cannot be fooled); IPv6 and
 //!   everything else is dropped.
 //!
 //! Container ports are also bridge-isolated and containers hold a /32 with a
@@ -29,9 +31,16 @@ pub(super) fn pair_elements(a: Ipv4Addr, peers: &[Ipv4Addr]) -> Vec<String> {
     peers.iter().flat_map(|p| [format!("{a} . {p}"), format!("{p} . {a}")]).collect()
 }
 
-/// Element text of the `ports` set for one attachment.
-pub(super) fn port_element(att: &Attachment) -> String {
-    format!("\"{}\" . {}", att.host_veth, att.ip)
+/// The bridge-table elements of one attachment: its `ports` element
+/// (veth . address) and its `ifaces` element (veth).
+pub(super) struct PortElements {
+    port: String,
+    iface: String,
+}
+
+/// The bridge-table elements of one attachment.
+pub(super) fn port_elements(att: &Attachment) -> PortElements {
+    PortElements { port: format!("\"{}\" . {}", att.host_veth, att.ip), iface: format!("\"{}\"", att.host_veth) }
 }
 
 fn elements(list: &[String]) -> String {
@@ -53,7 +62,7 @@ pub(super) fn ruleset(cfg: &NetConfig, atts: &[&Attachment]) -> String {
             }
         }
     }
-    let ports: Vec<String> = atts.iter().map(|a| port_element(a)).collect();
+    let ports: Vec<String> = atts.iter().map(|a| format!("\"{}\" . {}", a.host_veth, a.ip)).collect();
     let blocked: Vec<String> = cfg.blocked.iter().map(|n| n.trunc().to_string()).collect();
     let dns: Vec<String> = cfg.dns_allow.iter().map(|a| a.to_string()).collect();
     let set = |name: &str, ty: &str, flags: &str, elems: &[String]| {
@@ -104,13 +113,15 @@ pub(super) fn ruleset(cfg: &NetConfig, atts: &[&Attachment]) -> String {
     );
     let _ = writeln!(s, "table bridge {t} {{");
     s.push_str(&set("ports", "ifname . ipv4_addr", "", &ports));
+    let ifaces: Vec<String> = atts.iter().map(|a| format!("\"{}\"", a.host_veth)).collect();
+    s.push_str(&set("ifaces", "ifname", "", &ifaces));
     let _ = write!(
         s,
         r#"  chain prerouting {{
     type filter hook prerouting priority filter; policy accept;
-    meta ibrname "{br}" ether type ip iifname . ip saddr @ports accept
-    meta ibrname "{br}" ether type arp iifname . arp saddr ip @ports accept
-    meta ibrname "{br}" counter drop
+    iifname @ifaces ether type ip iifname . ip saddr @ports accept
+    iifname @ifaces ether type arp iifname . arp saddr ip @ports accept
+    iifname @ifaces counter drop
   }}
 }}
 "#
@@ -126,23 +137,25 @@ pub(super) fn delete_tables(table: &str) -> String {
 }
 
 /// Script adding the elements of one attachment.
-pub(super) fn add_elements(table: &str, pairs: &[String], port: &str) -> String {
+pub(super) fn add_elements(table: &str, pairs: &[String], port: &PortElements) -> String {
     let mut s = String::new();
     if !pairs.is_empty() {
         let _ = writeln!(s, "add element ip {table} pairs {{ {} }}", elements(pairs));
     }
-    let _ = writeln!(s, "add element bridge {table} ports {{ {port} }}");
+    let _ = writeln!(s, "add element bridge {table} ports {{ {} }}", port.port);
+    let _ = writeln!(s, "add element bridge {table} ifaces {{ {} }}", port.iface);
     s
 }
 
 /// Script removing the elements of one attachment. Each delete is preceded
 /// by an add of the same elements, so it succeeds whether or not they were
 /// there (nft 1.0.6 has no `destroy`), all in one transaction.
-pub(super) fn remove_elements(table: &str, pairs: &[String], port: &str) -> String {
+pub(super) fn remove_elements(table: &str, pairs: &[String], port: &PortElements) -> String {
     let mut s = add_elements(table, pairs, port);
     if !pairs.is_empty() {
         let _ = writeln!(s, "delete element ip {table} pairs {{ {} }}", elements(pairs));
     }
-    let _ = writeln!(s, "delete element bridge {table} ports {{ {port} }}");
+    let _ = writeln!(s, "delete element bridge {table} ports {{ {} }}", port.port);
+    let _ = writeln!(s, "delete element bridge {table} ifaces {{ {} }}", port.iface);
     s
 }
