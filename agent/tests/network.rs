@@ -210,6 +210,8 @@ fn attach_gives_eth0_with_address_and_default_route() {
     assert!(addr.contains(&format!("inet {}/32", att.ip)), "eth0: {addr}");
     let route = String::from_utf8_lossy(&c.sh("ip route show default").stdout).into_owned();
     assert!(route.contains(&format!("default via {} dev eth0", env.gateway())), "route: {route}");
+    let v6 = String::from_utf8_lossy(&c.sh("ip -6 -o addr show dev eth0").stdout).into_owned();
+    assert!(v6.trim().is_empty(), "no IPv6 on eth0: {v6}");
     let lo = String::from_utf8_lossy(&c.sh("ip -o link show dev lo").stdout).into_owned();
     assert!(lo.contains("UP"), "lo: {lo}");
     // The netns name points at the stand-in's netns.
@@ -228,6 +230,19 @@ fn attach_gives_eth0_with_address_and_default_route() {
     let dead = env.net().attach("t1-dead", "tenant1", 0x3fff_fff0).unwrap_err();
     assert!(matches!(dead, NetError::NoProcess { .. }), "{dead}");
     assert!(!exists("/run/netns/zn-t1-dead"));
+
+    // A stale netns name and veth of an id (e.g. a lost record) do not
+    // block a new attach of that id.
+    let c2 = StandIn::new();
+    let stale = veth_name("t1-b");
+    let made = sh(&format!(
+        "ip netns attach zn-t1-b {} && ip link add {stale} type veth peer name {stale}p",
+        c2.pid()
+    ));
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let b = env.net().attach("t1-b", "tenant1", c2.pid()).expect("attach over stale leftovers");
+    assert!(String::from_utf8_lossy(&c2.sh("ip -4 -o addr show dev eth0").stdout).contains(&b.ip.to_string()));
+    env.net().detach("t1-b").unwrap();
 
     // Setup is idempotent while containers are attached.
     let again = Network::setup(env.cfg.clone()).expect("second setup");

@@ -379,9 +379,18 @@ impl Network {
         // Filter elements first: the port is filtered from its first frame.
         let pairs = nft::pair_elements(att.ip, peers);
         cmd::nft(&nft::add_elements(&self.cfg.nft_table, &pairs, &nft::port_elements(att)), &what)?;
+        // Leftovers of an earlier life of this id (never recorded, or the
+        // record lost) would make the batch fail: remove them first.
+        let mut stale = String::new();
+        if exists(format!("/run/netns/{ns}")) {
+            stale.push_str(&format!("netns del {ns}\n"));
+        }
+        if exists(format!("/sys/class/net/{v}")) {
+            stale.push_str(&format!("link del dev {v}\n"));
+        }
         cmd::ip_batch(
             &format!(
-                "netns attach {ns} {pid}\n\
+                "{stale}netns attach {ns} {pid}\n\
                  link add name {v} type veth peer name eth0 netns {ns}\n\
                  link set dev {v} addrgenmode none\n\
                  link set dev {v} alias {ALIAS_PREFIX}{id} master {br}\n\
