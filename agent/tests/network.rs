@@ -230,6 +230,9 @@ fn attach_gives_eth0_with_address_and_default_route() {
     let dead = env.net().attach("t1-dead", "tenant1", 0x3fff_fff0).unwrap_err();
     assert!(matches!(dead, NetError::NoProcess { .. }), "{dead}");
     assert!(!exists("/run/netns/zn-t1-dead"));
+    let host = env.net().attach("t1-host", "tenant1", std::process::id() as i32).unwrap_err();
+    assert!(matches!(host, NetError::SameNetns { .. }), "{host}");
+    assert!(!exists("/run/netns/zn-t1-host"));
 
     // A stale netns name and veth of an id (e.g. a lost record) do not
     // block a new attach of that id.
@@ -390,9 +393,9 @@ fn detach_and_teardown_leave_nothing() {
     let links = String::from_utf8_lossy(&c1.sh("ip -o link show").stdout).into_owned();
     assert!(!links.contains("eth0"), "eth0 gone from the stand-in: {links}");
 
-    // The freed address is reused.
+    // A freed address is not handed out again at once.
     let a3 = env.net().attach("t5-a3", "dave", c1.pid()).unwrap();
-    assert_eq!(a3.ip, a1.ip);
+    assert!(a3.ip != a1.ip && a3.ip != a2.ip);
 
     env.net.take().unwrap().teardown().expect("teardown");
     for v in [&a2.host_veth, &a3.host_veth] {

@@ -19,12 +19,16 @@
 //! scripts on stdin: an attach is three processes, a detach at most two.
 
 mod cmd;
+mod error;
 mod nft;
 mod state;
+
+pub use error::NetError;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use std::time::Instant;
 
@@ -36,112 +40,6 @@ use serde::{Deserialize, Serialize};
 const ALIAS_PREFIX: &str = "zennet:";
 /// Longest accepted container id or tenant.
 const MAX_ID_LEN: usize = 64;
-
-/// Everything that can fail in this module. Each variant names the step, id,
-/// device or command that failed.
-#[derive(Debug, thiserror::Error)]
-pub enum NetError {
-    /// An `ip` or `nft` invocation exited non-zero.
-    #[error("{what}: `{cmd}` failed ({status}): {stderr}")]
-    Command {
-        /// The step, e.g. "attach c1".
-        what: String,
-        /// The command line.
-        cmd: String,
-        /// The exit status.
-        status: String,
-        /// What the command printed on stderr.
-        stderr: String,
-        /// The script it was given on stdin.
-        script: String,
-    },
-    /// An `ip` or `nft` process could not be started or waited for.
-    #[error("{what}: cannot run `{cmd}`: {source}")]
-    Spawn {
-        /// The step.
-        what: String,
-        /// The command line.
-        cmd: String,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A file operation (state record, sysfs, procfs) failed.
-    #[error("{what} {}: {source}", path.display())]
-    Io {
-        /// The step.
-        what: String,
-        /// The file.
-        path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
-    },
-    /// A state record could not be parsed.
-    #[error("corrupt allocation record {}: {source}", path.display())]
-    State {
-        /// The record.
-        path: PathBuf,
-        /// The parse error.
-        #[source]
-        source: serde_json::Error,
-    },
-    /// A state record has a version this code does not know.
-    #[error("allocation record {} has unknown version {version}", path.display())]
-    StateVersion {
-        /// The record.
-        path: PathBuf,
-        /// Its version.
-        version: u32,
-    },
-    /// A container id or tenant is unusable in device, file and netns names.
-    #[error("invalid {kind} {value:?}: {reason}")]
-    InvalidName {
-        /// "id", "tenant", "bridge" or "nft table".
-        kind: &'static str,
-        /// The rejected value.
-        value: String,
-        /// Why.
-        reason: &'static str,
-    },
-    /// The configuration cannot work (e.g. subnet too small).
-    #[error("invalid network config: {0}")]
-    Config(String),
-    /// `attach` was called for an id that is already attached.
-    #[error("container {id} is already attached (ip {ip})")]
-    AlreadyAttached {
-        /// The container id.
-        id: String,
-        /// Its address.
-        ip: Ipv4Addr,
-    },
-    /// Every address of the subnet is allocated.
-    #[error("no free address in {subnet} for container {id}")]
-    SubnetExhausted {
-        /// The container id.
-        id: String,
-        /// The subnet.
-        subnet: Ipv4Net,
-    },
-    /// Two ids hash to the same veth name.
-    #[error("veth name {veth} of container {id} is already used by container {other}")]
-    VethCollision {
-        /// The new container id.
-        id: String,
-        /// The attached container that holds the name.
-        other: String,
-        /// The name.
-        veth: String,
-    },
-    /// The pid given to `attach` is not a live process.
-    #[error("attach {id}: no process {pid}")]
-    NoProcess {
-        /// The container id.
-        id: String,
-        /// The pid.
-        pid: i32,
-    },
-}
 
 /// Configuration of the agent's container network.
 #[derive(Clone, Debug)]
@@ -270,6 +168,10 @@ fn check_name(kind: &'static str, value: &str, max: usize) -> Result<(), NetErro
 pub struct Network {
     cfg: NetConfig,
     atts: Mutex<BTreeMap<String, Attachment>>,
+    /// The address allocated last; allocation goes round the subnet from
+    /// there, so a freed address is reused as late as possible (conntrack
+    /// entries of its previous owner then have long expired).
+    last: AtomicU32,
 }
 
 fn exists(path: impl AsRef<Path>) -> bool {
@@ -307,7 +209,8 @@ impl Network {
         write_proc("/proc/sys/net/ipv4/ip_forward", "1")?;
         let list: Vec<&Attachment> = atts.values().collect();
         cmd::nft(&nft::ruleset(&cfg, &list), &format!("install nft tables {}", cfg.nft_table))?;
-        Ok(Network { cfg, atts: Mutex::new(atts) })
+        let last = atts.values().map(|a| u32::from(a.ip)).max().unwrap_or(u32::from(cfg.gateway()));
+        Ok(Network { cfg, atts: Mutex::new(atts), last: AtomicU32::new(last) })
     }
 
     /// The configuration this network was set up with.
@@ -334,8 +237,12 @@ impl Network {
         let start = Instant::now();
         check_name("id", id, MAX_ID_LEN)?;
         check_name("tenant", tenant, MAX_ID_LEN)?;
-        if pid <= 0 || !exists(format!("/proc/{pid}/ns/net")) {
+        let theirs = if pid > 0 { std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() } else { None };
+        let Some(theirs) = theirs else {
             return Err(NetError::NoProcess { id: id.to_string(), pid });
+        };
+        if std::fs::read_link("/proc/self/ns/net").ok().as_ref() == Some(&theirs) {
+            return Err(NetError::SameNetns { id: id.to_string(), pid });
         }
         let mut atts = self.lock();
         let att = self.allocate(&atts, id, tenant)?;
@@ -364,12 +271,15 @@ impl Network {
         }
         let used: std::collections::HashSet<Ipv4Addr> = atts.values().map(|a| a.ip).collect();
         let gw = self.cfg.gateway();
-        let ip = self
-            .cfg
-            .subnet
-            .hosts()
+        let last = self.last.load(Ordering::Relaxed);
+        let hosts = self.cfg.subnet.hosts();
+        let ip = hosts
+            .clone()
+            .filter(|ip| u32::from(*ip) > last)
+            .chain(hosts.filter(|ip| u32::from(*ip) <= last))
             .find(|ip| *ip != gw && !used.contains(ip))
             .ok_or_else(|| NetError::SubnetExhausted { id: id.into(), subnet: self.cfg.subnet })?;
+        self.last.store(u32::from(ip), Ordering::Relaxed);
         Ok(Attachment { id: id.into(), tenant: tenant.into(), ip, host_veth, netns: netns_name(id) })
     }
 
