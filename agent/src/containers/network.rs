@@ -4,9 +4,12 @@
 //! This module owns, on the provider's host:
 //! - the bridge [`NetConfig::bridge`] with the gateway address (first host
 //!   address of [`NetConfig::subnet`]) and `net.ipv4.ip_forward = 1`;
-//! - the nftables tables `ip <nft_table>` and `bridge <nft_table>` (see
-//!   [`nft`](self) submodule docs for the policy: NAT out, no access to the
-//!   host, to `blocked` ranges or to other tenants' containers);
+//! - the nftables tables `ip <nft_table>` and `bridge <nft_table>` (the
+//!   policy, detailed in the `nft` submodule: masquerade out; no access to
+//!   the host except replies and allowed DNS; no access to `blocked` ranges
+//!   except allowed DNS on port 53; containers reach each other only within
+//!   a tenant; nothing unsolicited comes in; no IPv6 and no spoofed source
+//!   leaves a container);
 //! - per container `id`: a veth pair (host end `zv<10 hex>` on the bridge,
 //!   bridge-isolated, its alias `zennet:<id>`; container end `eth0`), the netns
 //!   name `zn-<id>` and one allocation record `<state_dir>/<id>.json`.
@@ -17,6 +20,19 @@
 //! of the container's init. Everything is synchronous (it runs in the
 //! single-threaded zygote) and drives the `ip` and `nft` binaries with
 //! scripts on stdin: an attach is three processes, a detach at most two.
+//!
+//! How the engine uses it:
+//! - agent start: [`Network::setup`], then [`Network::reconcile`] with the
+//!   ids of the containers that survived;
+//! - create: libcontainer create, [`Network::attach`] with the init's pid,
+//!   start (on failure: [`Network::detach`]);
+//! - metering: [`Network::counters`] every interval;
+//! - delete: last counters, delete the container, [`Network::detach`];
+//! - shutdown or tests: [`Network::teardown`].
+//!
+//! Needs the full iproute2 `ip` (busybox's lacks `-batch` and `netns
+//! attach`), `nft`, and a kernel with veth, bridge, nf_tables for the `ip`
+//! and `bridge` families, conntrack and NAT (masquerade).
 
 mod cmd;
 mod error;
@@ -82,18 +98,55 @@ pub fn resolv_conf_nameservers(text: &str) -> Vec<Ipv4Addr> {
         .collect()
 }
 
+/// Directly connected IPv4 networks of a /proc/net/route text (routes
+/// without a gateway), except those on `skip_iface` and any shorter than a
+/// /8 (a device default route would otherwise block everything).
+pub fn connected_subnets(proc_net_route: &str, skip_iface: &str) -> Vec<Ipv4Net> {
+    const RTF_UP: u32 = 0x1;
+    const RTF_GATEWAY: u32 = 0x2;
+    let mut out = Vec::new();
+    for line in proc_net_route.lines().skip(1) {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        if f.len() < 8 || f[0] == skip_iface {
+            continue;
+        }
+        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
+        let (Some(dst), Some(flags), Some(mask)) = (hex(f[1]), hex(f[3]), hex(f[7])) else { continue };
+        // The file holds addresses in the kernel's (little-endian) byte order.
+        let (dst, mask) = (Ipv4Addr::from(dst.swap_bytes()), u32::from(Ipv4Addr::from(mask.swap_bytes())));
+        if flags & RTF_UP == 0 || flags & RTF_GATEWAY != 0 || mask.leading_ones() < 8 {
+            continue;
+        }
+        if let Ok(net) = Ipv4Net::new(dst, mask.leading_ones() as u8) {
+            if !out.contains(&net.trunc()) {
+                out.push(net.trunc());
+            }
+        }
+    }
+    out
+}
+
 impl NetConfig {
     /// The production defaults: bridge "zn0", subnet 100.90.0.0/16, tables
-    /// "zennet", [`default_blocked`], and the nameservers of
-    /// /etc/resolv.conf as `dns_allow`.
+    /// "zennet"; `blocked` is [`default_blocked`] plus the host's directly
+    /// connected networks (the provider's LAN may use public addresses);
+    /// `dns_allow` is the IPv4 nameservers of /etc/resolv.conf.
     pub fn default_for(state_dir: impl Into<PathBuf>) -> Self {
         let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
+        let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
+        let bridge = "zn0";
+        let mut blocked = default_blocked();
+        for net in connected_subnets(&routes, bridge) {
+            if !blocked.iter().any(|b| b.contains(&net)) {
+                blocked.push(net);
+            }
+        }
         NetConfig {
-            bridge: "zn0".into(),
+            bridge: bridge.into(),
             subnet: "100.90.0.0/16".parse().expect("valid literal"),
             nft_table: "zennet".into(),
             state_dir: state_dir.into(),
-            blocked: default_blocked(),
+            blocked,
             dns_allow: resolv_conf_nameservers(&resolv),
         }
     }
@@ -221,6 +274,12 @@ impl Network {
     /// The attachments currently recorded.
     pub fn attachments(&self) -> Vec<Attachment> {
         self.lock().values().cloned().collect()
+    }
+
+    /// The recorded attachment of container `id`, if any (e.g. to read its
+    /// counters after an agent restart).
+    pub fn attachment(&self, id: &str) -> Option<Attachment> {
+        self.lock().get(id).cloned()
     }
 
     fn lock(&self) -> MutexGuard<'_, BTreeMap<String, Attachment>> {
@@ -461,6 +520,16 @@ mod tests {
     fn resolv_conf_is_parsed() {
         let text = "# x\nnameserver 10.255.255.53\nnameserver 127.0.0.53\nnameserver ::1\nsearch lan\n";
         assert_eq!(resolv_conf_nameservers(text), vec![Ipv4Addr::new(10, 255, 255, 53)]);
+    }
+
+    #[test]
+    fn connected_subnets_are_read_from_proc_net_route() {
+        let text = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
+            eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
+            eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
+            zn0\t00005A64\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
+            ppp0\t00000000\t00000000\t0001\t0\t0\t0\t00000000\t0\t0\t0\n";
+        assert_eq!(connected_subnets(text, "zn0"), vec!["192.0.2.0/24".parse::<Ipv4Net>().unwrap()]);
     }
 
     #[test]
