@@ -8,192 +8,13 @@
 //! ins, a fake LAN host, a fake internet host) or to addresses the test put
 //! on the host itself; every such thing is removed by a Drop guard.
 
+mod netsupport;
+
 use std::net::Ipv4Addr;
-use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
 
-use zennet_agent::containers::network::{default_blocked, veth_name, NetConfig, NetError, Network};
-
-fn sh(cmd: &str) -> Output {
-    Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::null()).output().expect("run sh")
-}
-
-fn quiet(cmd: &str) {
-    let _ = sh(&format!("{{ {cmd}; }} >/dev/null 2>&1"));
-}
-
-fn exists(p: &str) -> bool {
-    Path::new(p).symlink_metadata().is_ok()
-}
-
-/// A Network under test with its own names; torn down (and brute-force
-/// cleaned) on drop.
-struct Env {
-    n: u8,
-    cfg: NetConfig,
-    net: Option<Network>,
-    _dir: tempfile::TempDir,
-}
-
-impl Env {
-    fn new(n: u8, dns_allow: Vec<Ipv4Addr>) -> Env {
-        let dir = tempfile::tempdir().unwrap();
-        let cfg = NetConfig {
-            bridge: format!("znt{n}"),
-            subnet: format!("100.{}.0.0/24", 90 + n).parse().unwrap(),
-            nft_table: format!("znt{n}"),
-            state_dir: dir.path().join("net"),
-            blocked: default_blocked(),
-            dns_allow,
-        };
-        // Leftovers of an earlier, killed run.
-        quiet(&format!("ip link del znt{n}; nft delete table ip znt{n}; nft delete table bridge znt{n}"));
-        let net = Network::setup(cfg.clone()).expect("setup");
-        Env { n, cfg, net: Some(net), _dir: dir }
-    }
-
-    fn net(&self) -> &Network {
-        self.net.as_ref().unwrap()
-    }
-
-    fn gateway(&self) -> Ipv4Addr {
-        self.cfg.gateway()
-    }
-
-    /// `nft list set` output of one of the agent's sets.
-    fn set(&self, family: &str, set: &str) -> String {
-        let out = sh(&format!("nft list set {family} {} {set}", self.cfg.nft_table));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-}
-
-impl Drop for Env {
-    fn drop(&mut self) {
-        if let Some(net) = self.net.take() {
-            if let Err(e) = net.teardown() {
-                eprintln!("teardown failed: {e}");
-            }
-        }
-        let n = self.n;
-        quiet(&format!("ip link del znt{n}; nft delete table ip znt{n}; nft delete table bridge znt{n}"));
-        for ns in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
-            let name = ns.file_name().to_string_lossy().into_owned();
-            if name.starts_with(&format!("zn-t{n}-")) {
-                quiet(&format!("ip netns del {name}"));
-            }
-        }
-    }
-}
-
-/// A stand-in container: a process in a new user + net namespace.
-struct StandIn {
-    child: Child,
-}
-
-impl StandIn {
-    fn new() -> StandIn {
-        let child = Command::new("unshare")
-            .args(["--user", "--map-root-user", "--net", "--fork", "--kill-child", "sleep", "600"])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("spawn unshare");
-        let s = StandIn { child };
-        let ours = std::fs::read_link("/proc/self/ns/net").unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            let theirs = std::fs::read_link(format!("/proc/{}/ns/net", s.pid()));
-            let mapped = std::fs::read_to_string(format!("/proc/{}/uid_map", s.pid())).unwrap_or_default();
-            if matches!(&theirs, Ok(t) if *t != ours) && !mapped.trim().is_empty() {
-                return s;
-            }
-            assert!(Instant::now() < deadline, "stand-in never unshared");
-            std::thread::sleep(Duration::from_millis(5));
-        }
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    /// `cmd` run inside the stand-in's user and net namespaces.
-    fn cmd(&self, cmd: &str) -> String {
-        format!("nsenter -t {} -n -U --preserve-credentials {cmd}", self.pid())
-    }
-
-    fn sh(&self, cmd: &str) -> Output {
-        sh(&self.cmd(cmd))
-    }
-}
-
-impl Drop for StandIn {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A background process, killed on drop.
-struct Bg(Child);
-
-impl Drop for Bg {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// A web server answering "ok" on /ok.txt, started behind `prefix` (e.g. a
-/// netns entry command); its verbose log (client addresses) goes to `log`.
-fn httpd(prefix: &str, ip: Ipv4Addr, port: u16, dir: &Path, log: &Path) -> Bg {
-    std::fs::write(dir.join("ok.txt"), "ok\n").unwrap();
-    let cmd = format!("exec {prefix} busybox httpd -f -vv -p {ip}:{port} -h {} 2>>{}", dir.display(), log.display());
-    let child = Command::new("sh").arg("-c").arg(cmd).stdin(Stdio::null()).stdout(Stdio::null()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(150));
-    Bg(child)
-}
-
-fn fetch_cmd(ip: Ipv4Addr, port: u16) -> String {
-    format!("timeout 2 busybox wget -q -O - http://{ip}:{port}/ok.txt")
-}
-
-fn got_ok(out: &Output) -> bool {
-    out.status.success() && out.stdout == b"ok\n"
-}
-
-/// A test netns "host" behind its own veth from the host: host side
-/// `host_ip/24`, netns side `peer_ip/24` on eth0, no default route.
-struct Peer {
-    ns: String,
-    veth: String,
-}
-
-impl Peer {
-    fn new(ns: &str, veth: &str, host_ip: Ipv4Addr, peer_ip: Ipv4Addr) -> Peer {
-        quiet(&format!("ip netns del {ns}; ip link del {veth}"));
-        let p = Peer { ns: ns.into(), veth: veth.into() };
-        let out = sh(&format!(
-            "ip netns add {ns} && ip link add {veth} type veth peer name eth0 netns {ns} && \
-             ip link set {veth} addrgenmode none && ip addr add {host_ip}/24 dev {veth} && ip link set {veth} up && \
-             ip -n {ns} link set lo up && ip -n {ns} link set eth0 addrgenmode none && \
-             ip -n {ns} addr add {peer_ip}/24 dev eth0 && ip -n {ns} link set eth0 up"
-        ));
-        assert!(out.status.success(), "peer {ns}: {}", String::from_utf8_lossy(&out.stderr));
-        p
-    }
-
-    fn prefix(&self) -> String {
-        format!("ip netns exec {}", self.ns)
-    }
-}
-
-impl Drop for Peer {
-    fn drop(&mut self) {
-        quiet(&format!("ip netns del {}; ip link del {}", self.ns, self.veth));
-    }
-}
+use netsupport::*;
+use zennet_agent::containers::network::{veth_name, NetError, Network};
 
 /// Attach configures lo, eth0 (/32) and the default route inside a userns-
 /// owned netns, names the netns, puts an isolated veth on the bridge,
@@ -202,35 +23,66 @@ impl Drop for Peer {
 fn attach_gives_eth0_with_address_and_default_route() {
     let env = Env::new(1, vec![]);
     let c = StandIn::new();
-    let att = env.net().attach("t1-a", "tenant1", c.pid()).expect("attach");
+    let att = env
+        .net()
+        .attach("t1-a", "tenant1", c.pid())
+        .expect("attach");
     assert_eq!(att.netns, "zn-t1-a");
     assert!(env.cfg.subnet.contains(&att.ip) && att.ip != env.gateway());
 
     let addr = String::from_utf8_lossy(&c.sh("ip -4 -o addr show dev eth0").stdout).into_owned();
-    assert!(addr.contains(&format!("inet {}/32", att.ip)), "eth0: {addr}");
+    assert!(
+        addr.contains(&format!("inet {}/32", att.ip)),
+        "eth0: {addr}"
+    );
     let route = String::from_utf8_lossy(&c.sh("ip route show default").stdout).into_owned();
-    assert!(route.contains(&format!("default via {} dev eth0", env.gateway())), "route: {route}");
+    assert!(
+        route.contains(&format!("default via {} dev eth0", env.gateway())),
+        "route: {route}"
+    );
     let v6 = String::from_utf8_lossy(&c.sh("ip -6 -o addr show dev eth0").stdout).into_owned();
     assert!(v6.trim().is_empty(), "no IPv6 on eth0: {v6}");
     let lo = String::from_utf8_lossy(&c.sh("ip -o link show dev lo").stdout).into_owned();
     assert!(lo.contains("UP"), "lo: {lo}");
     // The netns name points at the stand-in's netns.
-    let named = sh(&format!("ip netns exec {} ip -4 -o addr show dev eth0", att.netns));
+    let named = sh(&format!(
+        "ip netns exec {} ip -4 -o addr show dev eth0",
+        att.netns
+    ));
     assert!(String::from_utf8_lossy(&named.stdout).contains(&att.ip.to_string()));
     // Host end: on the bridge, isolated, carrying the id.
-    let link = String::from_utf8_lossy(&sh(&format!("ip -d link show dev {}", att.host_veth)).stdout).into_owned();
-    assert!(link.contains("master znt1") && link.contains("isolated on") && link.contains("zennet:t1-a"), "{link}");
-    assert!(env.cfg.state_dir.join("t1-a.json").exists(), "allocation persisted");
+    let link =
+        String::from_utf8_lossy(&sh(&format!("ip -d link show dev {}", att.host_veth)).stdout)
+            .into_owned();
+    assert!(
+        link.contains("master znt1")
+            && link.contains("isolated on")
+            && link.contains("zennet:t1-a"),
+        "{link}"
+    );
+    assert!(
+        env.cfg.state_dir.join("t1-a.json").exists(),
+        "allocation persisted"
+    );
 
     // Errors name what failed.
     let again = env.net().attach("t1-a", "tenant1", c.pid()).unwrap_err();
     assert!(matches!(again, NetError::AlreadyAttached { .. }), "{again}");
     let bad = env.net().attach("t1 a;rm", "tenant1", c.pid()).unwrap_err();
-    assert!(matches!(bad, NetError::InvalidName { kind: "id", .. }), "{bad}");
-    let dead = env.net().attach("t1-dead", "tenant1", 0x3fff_fff0).unwrap_err();
+    assert!(
+        matches!(bad, NetError::InvalidName { kind: "id", .. }),
+        "{bad}"
+    );
+    let dead = env
+        .net()
+        .attach("t1-dead", "tenant1", 0x3fff_fff0)
+        .unwrap_err();
     assert!(matches!(dead, NetError::NoProcess { .. }), "{dead}");
     assert!(!exists("/run/netns/zn-t1-dead"));
-    let host = env.net().attach("t1-host", "tenant1", std::process::id() as i32).unwrap_err();
+    let host = env
+        .net()
+        .attach("t1-host", "tenant1", std::process::id() as i32)
+        .unwrap_err();
     assert!(matches!(host, NetError::SameNetns { .. }), "{host}");
     assert!(!exists("/run/netns/zn-t1-host"));
 
@@ -242,9 +94,19 @@ fn attach_gives_eth0_with_address_and_default_route() {
         "ip netns attach zn-t1-b {} && ip link add {stale} type veth peer name {stale}p",
         c2.pid()
     ));
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
-    let b = env.net().attach("t1-b", "tenant1", c2.pid()).expect("attach over stale leftovers");
-    assert!(String::from_utf8_lossy(&c2.sh("ip -4 -o addr show dev eth0").stdout).contains(&b.ip.to_string()));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let b = env
+        .net()
+        .attach("t1-b", "tenant1", c2.pid())
+        .expect("attach over stale leftovers");
+    assert!(
+        String::from_utf8_lossy(&c2.sh("ip -4 -o addr show dev eth0").stdout)
+            .contains(&b.ip.to_string())
+    );
     env.net().detach("t1-b").unwrap();
 
     // Setup is idempotent while containers are attached.
@@ -261,7 +123,13 @@ fn attach_and_detach_timing() {
     let mut attach = Vec::new();
     for (i, c) in cs.iter().enumerate() {
         let t = Instant::now();
-        env.net().attach(&format!("t2-c{i}"), if i % 2 == 0 { "even" } else { "odd" }, c.pid()).unwrap();
+        env.net()
+            .attach(
+                &format!("t2-c{i}"),
+                if i % 2 == 0 { "even" } else { "odd" },
+                c.pid(),
+            )
+            .unwrap();
         attach.push(t.elapsed());
     }
     let mut detach = Vec::new();
@@ -273,7 +141,11 @@ fn attach_and_detach_timing() {
     let stats = |v: &[Duration]| {
         let ms: Vec<f64> = v.iter().map(|d| d.as_secs_f64() * 1e3).collect();
         let avg = ms.iter().sum::<f64>() / ms.len() as f64;
-        (ms.iter().cloned().fold(f64::MAX, f64::min), avg, ms.iter().cloned().fold(0.0, f64::max))
+        (
+            ms.iter().cloned().fold(f64::MAX, f64::min),
+            avg,
+            ms.iter().cloned().fold(0.0, f64::max),
+        )
     };
     let (a, d) = (stats(&attach), stats(&detach));
     eprintln!("attach ms: min {:.2} avg {:.2} max {:.2}", a.0, a.1, a.2);
@@ -297,14 +169,32 @@ fn same_tenant_reach_each_other_other_tenants_cannot() {
     let _s_b1 = httpd(&b1.cmd(""), att_b1.ip, 8080, dir.path(), &log);
     let before = env.net().counters(&att_a1).unwrap();
 
-    assert!(got_ok(&a1.sh(&fetch_cmd(att_a2.ip, 8080))), "a1 -> a2 (same tenant) must work");
-    assert!(got_ok(&a2.sh(&fetch_cmd(att_a1.ip, 8080))), "a2 -> a1 (same tenant) must work");
-    assert!(got_ok(&b1.sh(&fetch_cmd(att_b1.ip, 8080))), "b1's own server works");
-    assert!(!got_ok(&a1.sh(&fetch_cmd(att_b1.ip, 8080))), "a1 -> b1 (other tenant) must fail");
-    assert!(!got_ok(&b1.sh(&fetch_cmd(att_a2.ip, 8080))), "b1 -> a2 (other tenant) must fail");
+    assert!(
+        got_ok(&a1.sh(&fetch_cmd(att_a2.ip, 8080))),
+        "a1 -> a2 (same tenant) must work"
+    );
+    assert!(
+        got_ok(&a2.sh(&fetch_cmd(att_a1.ip, 8080))),
+        "a2 -> a1 (same tenant) must work"
+    );
+    assert!(
+        got_ok(&b1.sh(&fetch_cmd(att_b1.ip, 8080))),
+        "b1's own server works"
+    );
+    assert!(
+        !got_ok(&a1.sh(&fetch_cmd(att_b1.ip, 8080))),
+        "a1 -> b1 (other tenant) must fail"
+    );
+    assert!(
+        !got_ok(&b1.sh(&fetch_cmd(att_a2.ip, 8080))),
+        "b1 -> a2 (other tenant) must fail"
+    );
 
     let after = env.net().counters(&att_a1).unwrap();
-    assert!(after.0 > before.0 && after.1 > before.1, "counters moved: {before:?} -> {after:?}");
+    assert!(
+        after.0 > before.0 && after.1 > before.1,
+        "counters moved: {before:?} -> {after:?}"
+    );
 
     // b1 claims a2's address as its source: dropped at the bridge.
     let spoof = b1.sh(&format!(
@@ -312,8 +202,15 @@ fn same_tenant_reach_each_other_other_tenants_cannot() {
         a2 = att_a2.ip,
         gw = env.gateway()
     ));
-    assert!(spoof.status.success(), "{}", String::from_utf8_lossy(&spoof.stderr));
-    assert!(!got_ok(&b1.sh(&fetch_cmd(att_a1.ip, 8080))), "spoofed b1 -> a1 must fail");
+    assert!(
+        spoof.status.success(),
+        "{}",
+        String::from_utf8_lossy(&spoof.stderr)
+    );
+    assert!(
+        !got_ok(&b1.sh(&fetch_cmd(att_a1.ip, 8080))),
+        "spoofed b1 -> a1 must fail"
+    );
 
     // After a2 leaves, its pairs are gone.
     env.net().detach("t3-a2").unwrap();
@@ -334,8 +231,11 @@ fn host_and_lan_unreachable_dns_allowed_internet_natted() {
     let lan = Peer::new("znt-lan4", "ztl4", lan_host, lan_peer);
     let inet = Peer::new("znt-inet4", "zti4", inet_host, inet_peer);
     let dir = tempfile::tempdir().unwrap();
-    let (host_log, lan_log, inet_log) =
-        (dir.path().join("host.log"), dir.path().join("lan.log"), dir.path().join("inet.log"));
+    let (host_log, lan_log, inet_log) = (
+        dir.path().join("host.log"),
+        dir.path().join("lan.log"),
+        dir.path().join("inet.log"),
+    );
     let gw = env.gateway();
     let _h1 = httpd("", gw, 8080, dir.path(), &host_log);
     let _h2 = httpd("", lan_host, 8081, dir.path(), &host_log);
@@ -347,27 +247,74 @@ fn host_and_lan_unreachable_dns_allowed_internet_natted() {
     let att = env.net().attach("t4-c", "carol", c.pid()).unwrap();
 
     // Controls: every listener answers the host itself.
-    assert!(got_ok(&sh(&fetch_cmd(gw, 8080))), "host -> its bridge address");
-    assert!(got_ok(&sh(&fetch_cmd(lan_host, 8081))), "host -> its LAN address");
+    assert!(
+        got_ok(&sh(&fetch_cmd(gw, 8080))),
+        "host -> its bridge address"
+    );
+    assert!(
+        got_ok(&sh(&fetch_cmd(lan_host, 8081))),
+        "host -> its LAN address"
+    );
     assert!(got_ok(&sh(&fetch_cmd(lan_peer, 8080))), "host -> LAN host");
-    assert!(got_ok(&sh(&fetch_cmd(inet_peer, 8080))), "host -> internet host");
+    assert!(
+        got_ok(&sh(&fetch_cmd(inet_peer, 8080))),
+        "host -> internet host"
+    );
 
-    assert!(!got_ok(&c.sh(&fetch_cmd(gw, 8080))), "container -> host bridge address must fail");
-    assert!(!got_ok(&c.sh(&fetch_cmd(lan_host, 8081))), "container -> host's other address must fail");
-    assert!(!got_ok(&c.sh(&fetch_cmd(lan_peer, 8080))), "container -> LAN host must fail");
-    assert!(got_ok(&c.sh(&fetch_cmd(lan_peer, 53))), "container -> allowed resolver port 53 must work");
+    assert!(
+        !got_ok(&c.sh(&fetch_cmd(gw, 8080))),
+        "container -> host bridge address must fail"
+    );
+    assert!(
+        !got_ok(&c.sh(&fetch_cmd(lan_host, 8081))),
+        "container -> host's other address must fail"
+    );
+    assert!(
+        !got_ok(&c.sh(&fetch_cmd(lan_peer, 8080))),
+        "container -> LAN host must fail"
+    );
+    assert!(
+        got_ok(&c.sh(&fetch_cmd(lan_peer, 53))),
+        "container -> allowed resolver port 53 must work"
+    );
 
     std::fs::write(&inet_log, "").unwrap();
-    assert!(got_ok(&c.sh(&fetch_cmd(inet_peer, 8080))), "container -> internet host must work");
+    assert!(
+        got_ok(&c.sh(&fetch_cmd(inet_peer, 8080))),
+        "container -> internet host must work"
+    );
     let seen = std::fs::read_to_string(&inet_log).unwrap();
-    assert!(seen.contains(&inet_host.to_string()), "internet host sees the host's address: {seen}");
-    assert!(!seen.contains(&att.ip.to_string()), "container address leaked: {seen}");
+    assert!(
+        seen.contains(&inet_host.to_string()),
+        "internet host sees the host's address: {seen}"
+    );
+    assert!(
+        !seen.contains(&att.ip.to_string()),
+        "container address leaked: {seen}"
+    );
 
     // Nothing unsolicited goes into the container from outside.
-    let _c1 = httpd(&c.cmd(""), att.ip, 8080, dir.path(), &dir.path().join("c.log"));
-    let from_inet = sh(&format!("{} ip route add {} via {inet_host}", inet.prefix(), att.ip));
+    let _c1 = httpd(
+        &c.cmd(""),
+        att.ip,
+        8080,
+        dir.path(),
+        &dir.path().join("c.log"),
+    );
+    let from_inet = sh(&format!(
+        "{} ip route add {} via {inet_host}",
+        inet.prefix(),
+        att.ip
+    ));
     assert!(from_inet.status.success());
-    assert!(!got_ok(&sh(&format!("{} {}", inet.prefix(), fetch_cmd(att.ip, 8080)))), "internet -> container must fail");
+    assert!(
+        !got_ok(&sh(&format!(
+            "{} {}",
+            inet.prefix(),
+            fetch_cmd(att.ip, 8080)
+        ))),
+        "internet -> container must fail"
+    );
 }
 
 /// Detach is idempotent and removes veth, netns name, record and set
@@ -379,11 +326,15 @@ fn detach_and_teardown_leave_nothing() {
     let (c1, c2) = (StandIn::new(), StandIn::new());
     let a1 = env.net().attach("t5-a1", "dave", c1.pid()).unwrap();
     let a2 = env.net().attach("t5-a2", "dave", c2.pid()).unwrap();
-    assert!(env.set("ip", "pairs").contains(&format!("{} . {}", a1.ip, a2.ip)));
+    assert!(env
+        .set("ip", "pairs")
+        .contains(&format!("{} . {}", a1.ip, a2.ip)));
 
     env.net().detach("t5-a1").unwrap();
     env.net().detach("t5-a1").expect("detach is idempotent");
-    env.net().detach("t5-never").expect("detach of an unknown id is a no-op");
+    env.net()
+        .detach("t5-never")
+        .expect("detach of an unknown id is a no-op");
     assert!(!exists(&format!("/sys/class/net/{}", a1.host_veth)));
     assert!(!exists("/run/netns/zn-t5-a1"));
     assert!(!env.cfg.state_dir.join("t5-a1.json").exists());
@@ -391,11 +342,20 @@ fn detach_and_teardown_leave_nothing() {
     assert!(!env.set("bridge", "ports").contains(&a1.host_veth));
     assert!(env.set("bridge", "ports").contains(&a2.host_veth));
     let links = String::from_utf8_lossy(&c1.sh("ip -o link show").stdout).into_owned();
-    assert!(!links.contains("eth0"), "eth0 gone from the stand-in: {links}");
+    assert!(
+        !links.contains("eth0"),
+        "eth0 gone from the stand-in: {links}"
+    );
 
     // A freed address is not handed out again at once.
     let a3 = env.net().attach("t5-a3", "dave", c1.pid()).unwrap();
     assert!(a3.ip != a1.ip && a3.ip != a2.ip);
+
+    // Someone removed the agent's tables by hand: detach still cleans up.
+    assert!(sh("nft delete table bridge znt5").status.success());
+    env.net().detach("t5-a3").expect("detach without tables");
+    assert!(!exists(&format!("/sys/class/net/{}", a3.host_veth)) && !exists("/run/netns/zn-t5-a3"));
+    assert!(!env.cfg.state_dir.join("t5-a3.json").exists());
 
     env.net.take().unwrap().teardown().expect("teardown");
     for v in [&a2.host_veth, &a3.host_veth] {
@@ -424,13 +384,21 @@ fn reconcile_after_crash_removes_everything_not_kept() {
     let made = sh(&format!(
         "ip link add {ghost} type veth peer name {ghost}p && ip link set {ghost} alias zennet:t6-ghost master znt6"
     ));
-    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
 
     // Crash: the Network goes away without detaching anything.
     drop(env.net.take());
     env.net = Some(Network::setup(env.cfg.clone()).expect("setup after crash"));
     assert_eq!(env.net().attachments().len(), 3);
-    assert!(env.set("ip", "pairs").contains(&format!("{} . {}", a1.ip, a2.ip)), "pairs restored");
+    assert!(
+        env.set("ip", "pairs")
+            .contains(&format!("{} . {}", a1.ip, a2.ip)),
+        "pairs restored"
+    );
 
     let removed = env.net().reconcile(&["t6-a1".to_string()]).unwrap();
     assert_eq!(removed, vec!["t6-a2", "t6-b1", "t6-ghost"]);
@@ -446,6 +414,9 @@ fn reconcile_after_crash_removes_everything_not_kept() {
     assert_eq!(env.net().reconcile(&[]).unwrap(), vec!["t6-a1"]);
     assert!(!exists(&format!("/sys/class/net/{}", a1.host_veth)) && !exists("/run/netns/zn-t6-a1"));
     assert!(env.net().attachments().is_empty());
-    assert!(std::fs::read_dir(&env.cfg.state_dir).unwrap().next().is_none());
+    assert!(std::fs::read_dir(&env.cfg.state_dir)
+        .unwrap()
+        .next()
+        .is_none());
     assert!(env.net().reconcile(&[]).unwrap().is_empty());
 }

@@ -35,11 +35,17 @@
 //! and `bridge` families, conntrack and NAT (masquerade).
 
 mod cmd;
+mod config;
 mod error;
 mod nft;
 mod state;
 
+pub use config::{
+    connected_subnets, default_blocked, netns_name, resolv_conf_nameservers, veth_name, NetConfig,
+};
 pub use error::NetError;
+
+use config::check_name;
 
 use std::collections::BTreeMap;
 use std::net::Ipv4Addr;
@@ -57,115 +63,6 @@ const ALIAS_PREFIX: &str = "zennet:";
 /// Longest accepted container id or tenant.
 const MAX_ID_LEN: usize = 64;
 
-/// Configuration of the agent's container network.
-#[derive(Clone, Debug)]
-pub struct NetConfig {
-    /// Name of the bridge (at most 15 bytes), e.g. "zn0".
-    pub bridge: String,
-    /// The containers' subnet; its first host address is the gateway, set on
-    /// the bridge.
-    pub subnet: Ipv4Net,
-    /// Name of the agent's nftables tables (families `ip` and `bridge`).
-    pub nft_table: String,
-    /// Directory holding one allocation record per attached container.
-    pub state_dir: PathBuf,
-    /// Destination ranges containers may not reach (the provider's LAN,
-    /// link-local, loopback, CGNAT).
-    pub blocked: Vec<Ipv4Net>,
-    /// Resolvers containers may reach on port 53 (TCP and UDP) even inside a
-    /// blocked range or on the host.
-    pub dns_allow: Vec<Ipv4Addr>,
-}
-
-/// The private, link-local, loopback and CGNAT ranges blocked by default.
-pub fn default_blocked() -> Vec<Ipv4Net> {
-    ["10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16", "127.0.0.0/8", "100.64.0.0/10"]
-        .iter()
-        .map(|s| s.parse().expect("valid literal"))
-        .collect()
-}
-
-/// IPv4 nameservers of a resolv.conf text, without loopback ones (a
-/// container cannot reach the host's loopback anyway).
-pub fn resolv_conf_nameservers(text: &str) -> Vec<Ipv4Addr> {
-    text.lines()
-        .filter_map(|l| {
-            let mut w = l.split_whitespace();
-            (w.next() == Some("nameserver")).then(|| w.next()).flatten()
-        })
-        .filter_map(|a| a.parse::<Ipv4Addr>().ok())
-        .filter(|a| !a.is_loopback())
-        .collect()
-}
-
-/// Directly connected IPv4 networks of a /proc/net/route text (routes
-/// without a gateway), except those on `skip_iface` and any shorter than a
-/// /8 (a device default route would otherwise block everything).
-pub fn connected_subnets(proc_net_route: &str, skip_iface: &str) -> Vec<Ipv4Net> {
-    const RTF_UP: u32 = 0x1;
-    const RTF_GATEWAY: u32 = 0x2;
-    let mut out = Vec::new();
-    for line in proc_net_route.lines().skip(1) {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        if f.len() < 8 || f[0] == skip_iface {
-            continue;
-        }
-        let hex = |s: &str| u32::from_str_radix(s, 16).ok();
-        let (Some(dst), Some(flags), Some(mask)) = (hex(f[1]), hex(f[3]), hex(f[7])) else { continue };
-        // The file holds addresses in the kernel's (little-endian) byte order.
-        let (dst, mask) = (Ipv4Addr::from(dst.swap_bytes()), u32::from(Ipv4Addr::from(mask.swap_bytes())));
-        if flags & RTF_UP == 0 || flags & RTF_GATEWAY != 0 || mask.leading_ones() < 8 {
-            continue;
-        }
-        if let Ok(net) = Ipv4Net::new(dst, mask.leading_ones() as u8) {
-            if !out.contains(&net.trunc()) {
-                out.push(net.trunc());
-            }
-        }
-    }
-    out
-}
-
-impl NetConfig {
-    /// The production defaults: bridge "zn0", subnet 100.90.0.0/16, tables
-    /// "zennet"; `blocked` is [`default_blocked`] plus the host's directly
-    /// connected networks (the provider's LAN may use public addresses);
-    /// `dns_allow` is the IPv4 nameservers of /etc/resolv.conf.
-    pub fn default_for(state_dir: impl Into<PathBuf>) -> Self {
-        let resolv = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
-        let routes = std::fs::read_to_string("/proc/net/route").unwrap_or_default();
-        let bridge = "zn0";
-        let mut blocked = default_blocked();
-        for net in connected_subnets(&routes, bridge) {
-            if !blocked.iter().any(|b| b.contains(&net)) {
-                blocked.push(net);
-            }
-        }
-        NetConfig {
-            bridge: bridge.into(),
-            subnet: "100.90.0.0/16".parse().expect("valid literal"),
-            nft_table: "zennet".into(),
-            state_dir: state_dir.into(),
-            blocked,
-            dns_allow: resolv_conf_nameservers(&resolv),
-        }
-    }
-
-    /// The gateway: the first host address of the subnet.
-    pub fn gateway(&self) -> Ipv4Addr {
-        Ipv4Addr::from(u32::from(self.subnet.network()) + 1)
-    }
-
-    fn validate(&self) -> Result<(), NetError> {
-        check_name("bridge", &self.bridge, 15)?;
-        check_name("nft table", &self.nft_table, 64)?;
-        if self.subnet.prefix_len() > 29 {
-            return Err(NetError::Config(format!("subnet {} is smaller than a /29", self.subnet)));
-        }
-        Ok(())
-    }
-}
-
 /// One container's place on the network, as persisted and returned by
 /// [`Network::attach`].
 #[derive(Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
@@ -180,39 +77,6 @@ pub struct Attachment {
     pub host_veth: String,
     /// The netns name (`ip netns`), "zn-<id>".
     pub netns: String,
-}
-
-/// Host veth name for a container id: "zv" + 10 hex digits of its FNV-1a
-/// hash (12 bytes, under the kernel's 15).
-pub fn veth_name(id: &str) -> String {
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in id.bytes() {
-        h ^= u64::from(b);
-        h = h.wrapping_mul(0x0000_0100_0000_01b3);
-    }
-    format!("zv{:010x}", h & 0xff_ffff_ffff)
-}
-
-/// Netns name for a container id.
-pub fn netns_name(id: &str) -> String {
-    format!("zn-{id}")
-}
-
-fn check_name(kind: &'static str, value: &str, max: usize) -> Result<(), NetError> {
-    let bad = |reason| Err(NetError::InvalidName { kind, value: value.to_string(), reason });
-    if value.is_empty() {
-        return bad("empty");
-    }
-    if value.len() > max {
-        return bad("too long");
-    }
-    if value.starts_with(['.', '-']) {
-        return bad("starts with '.' or '-'");
-    }
-    if !value.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.') {
-        return bad("only ASCII letters, digits, '_', '-' and '.' are allowed");
-    }
-    Ok(())
 }
 
 /// The agent's container network: set up once, then attach and detach
@@ -251,7 +115,9 @@ impl Network {
         let br = &cfg.bridge;
         let mut script = String::new();
         if !exists(format!("/sys/class/net/{br}")) {
-            script.push_str(&format!("link add name {br} type bridge\nlink set dev {br} addrgenmode none\n"));
+            script.push_str(&format!(
+                "link add name {br} type bridge\nlink set dev {br} addrgenmode none\n"
+            ));
         }
         script.push_str(&format!(
             "addr replace {}/{} dev {br}\nlink set dev {br} up\n",
@@ -261,9 +127,20 @@ impl Network {
         cmd::ip_batch(&script, &format!("set up bridge {br}"))?;
         write_proc("/proc/sys/net/ipv4/ip_forward", "1")?;
         let list: Vec<&Attachment> = atts.values().collect();
-        cmd::nft(&nft::ruleset(&cfg, &list), &format!("install nft tables {}", cfg.nft_table))?;
-        let last = atts.values().map(|a| u32::from(a.ip)).max().unwrap_or(u32::from(cfg.gateway()));
-        Ok(Network { cfg, atts: Mutex::new(atts), last: AtomicU32::new(last) })
+        cmd::nft(
+            &nft::ruleset(&cfg, &list),
+            &format!("install nft tables {}", cfg.nft_table),
+        )?;
+        let last = atts
+            .values()
+            .map(|a| u32::from(a.ip))
+            .max()
+            .unwrap_or(u32::from(cfg.gateway()));
+        Ok(Network {
+            cfg,
+            atts: Mutex::new(atts),
+            last: AtomicU32::new(last),
+        })
     }
 
     /// The configuration this network was set up with.
@@ -296,19 +173,32 @@ impl Network {
         let start = Instant::now();
         check_name("id", id, MAX_ID_LEN)?;
         check_name("tenant", tenant, MAX_ID_LEN)?;
-        let theirs = if pid > 0 { std::fs::read_link(format!("/proc/{pid}/ns/net")).ok() } else { None };
+        let theirs = if pid > 0 {
+            std::fs::read_link(format!("/proc/{pid}/ns/net")).ok()
+        } else {
+            None
+        };
         let Some(theirs) = theirs else {
-            return Err(NetError::NoProcess { id: id.to_string(), pid });
+            return Err(NetError::NoProcess {
+                id: id.to_string(),
+                pid,
+            });
         };
         if std::fs::read_link("/proc/self/ns/net").ok().as_ref() == Some(&theirs) {
-            return Err(NetError::SameNetns { id: id.to_string(), pid });
+            return Err(NetError::SameNetns {
+                id: id.to_string(),
+                pid,
+            });
         }
         let mut atts = self.lock();
         let att = self.allocate(&atts, id, tenant)?;
         state::save(&self.cfg.state_dir, &att)?;
         atts.insert(id.to_string(), att.clone());
-        let peers: Vec<Ipv4Addr> =
-            atts.values().filter(|a| a.tenant == tenant && a.id != id).map(|a| a.ip).collect();
+        let peers: Vec<Ipv4Addr> = atts
+            .values()
+            .filter(|a| a.tenant == tenant && a.id != id)
+            .map(|a| a.ip)
+            .collect();
         if let Err(e) = self.plumb(&att, &peers, pid) {
             tracing::warn!(id, error = %e, "attach failed, undoing");
             if let Err(undo) = self.detach_locked(&mut atts, id) {
@@ -320,13 +210,25 @@ impl Network {
         Ok(att)
     }
 
-    fn allocate(&self, atts: &BTreeMap<String, Attachment>, id: &str, tenant: &str) -> Result<Attachment, NetError> {
+    fn allocate(
+        &self,
+        atts: &BTreeMap<String, Attachment>,
+        id: &str,
+        tenant: &str,
+    ) -> Result<Attachment, NetError> {
         if let Some(a) = atts.get(id) {
-            return Err(NetError::AlreadyAttached { id: id.to_string(), ip: a.ip });
+            return Err(NetError::AlreadyAttached {
+                id: id.to_string(),
+                ip: a.ip,
+            });
         }
         let host_veth = veth_name(id);
         if let Some(other) = atts.values().find(|a| a.host_veth == host_veth) {
-            return Err(NetError::VethCollision { id: id.into(), other: other.id.clone(), veth: host_veth });
+            return Err(NetError::VethCollision {
+                id: id.into(),
+                other: other.id.clone(),
+                veth: host_veth,
+            });
         }
         let used: std::collections::HashSet<Ipv4Addr> = atts.values().map(|a| a.ip).collect();
         let gw = self.cfg.gateway();
@@ -337,17 +239,34 @@ impl Network {
             .filter(|ip| u32::from(*ip) > last)
             .chain(hosts.filter(|ip| u32::from(*ip) <= last))
             .find(|ip| *ip != gw && !used.contains(ip))
-            .ok_or_else(|| NetError::SubnetExhausted { id: id.into(), subnet: self.cfg.subnet })?;
+            .ok_or_else(|| NetError::SubnetExhausted {
+                id: id.into(),
+                subnet: self.cfg.subnet,
+            })?;
         self.last.store(u32::from(ip), Ordering::Relaxed);
-        Ok(Attachment { id: id.into(), tenant: tenant.into(), ip, host_veth, netns: netns_name(id) })
+        Ok(Attachment {
+            id: id.into(),
+            tenant: tenant.into(),
+            ip,
+            host_veth,
+            netns: netns_name(id),
+        })
     }
 
     fn plumb(&self, att: &Attachment, peers: &[Ipv4Addr], pid: i32) -> Result<(), NetError> {
-        let (v, ns, br, gw) = (&att.host_veth, &att.netns, &self.cfg.bridge, self.cfg.gateway());
+        let (v, ns, br, gw) = (
+            &att.host_veth,
+            &att.netns,
+            &self.cfg.bridge,
+            self.cfg.gateway(),
+        );
         let what = format!("attach {}", att.id);
         // Filter elements first: the port is filtered from its first frame.
         let pairs = nft::pair_elements(att.ip, peers);
-        cmd::nft(&nft::add_elements(&self.cfg.nft_table, &pairs, &nft::port_elements(att)), &what)?;
+        cmd::nft(
+            &nft::add_elements(&self.cfg.nft_table, &pairs, &nft::port_elements(att)),
+            &what,
+        )?;
         // Leftovers of an earlier life of this id (never recorded, or the
         // record lost) would make the batch fail: remove them first.
         let mut stale = String::new();
@@ -395,19 +314,43 @@ impl Network {
         let start = Instant::now();
         let mut atts = self.lock();
         self.detach_locked(&mut atts, id)?;
-        tracing::debug!(id, elapsed_us = start.elapsed().as_micros() as u64, "detached");
+        tracing::debug!(
+            id,
+            elapsed_us = start.elapsed().as_micros() as u64,
+            "detached"
+        );
         Ok(())
     }
 
-    fn detach_locked(&self, atts: &mut BTreeMap<String, Attachment>, id: &str) -> Result<(), NetError> {
+    fn detach_locked(
+        &self,
+        atts: &mut BTreeMap<String, Attachment>,
+        id: &str,
+    ) -> Result<(), NetError> {
         let what = format!("detach {id}");
+        let mut nft_result = Ok(());
         if let Some(att) = atts.get(id) {
-            let peers: Vec<Ipv4Addr> =
-                atts.values().filter(|a| a.tenant == att.tenant && a.id != id).map(|a| a.ip).collect();
+            let peers: Vec<Ipv4Addr> = atts
+                .values()
+                .filter(|a| a.tenant == att.tenant && a.id != id)
+                .map(|a| a.ip)
+                .collect();
             let pairs = nft::pair_elements(att.ip, &peers);
-            cmd::nft(&nft::remove_elements(&self.cfg.nft_table, &pairs, &nft::port_elements(att)), &what)?;
+            let script =
+                nft::remove_elements(&self.cfg.nft_table, &pairs, &nft::port_elements(att));
+            // If the tables are gone (removed by hand), so are the elements.
+            nft_result = cmd::nft(&script, &what).map(drop).or_else(|e| {
+                if self.tables_exist() {
+                    Err(e)
+                } else {
+                    Ok(())
+                }
+            });
         }
-        let veth = atts.get(id).map(|a| a.host_veth.clone()).unwrap_or_else(|| veth_name(id));
+        let veth = atts
+            .get(id)
+            .map(|a| a.host_veth.clone())
+            .unwrap_or_else(|| veth_name(id));
         let ns = netns_name(id);
         let mut script = String::new();
         if exists(format!("/sys/class/net/{veth}")) {
@@ -419,6 +362,8 @@ impl Network {
         if !script.is_empty() {
             cmd::ip_batch(&script, &what)?;
         }
+        // Keep the record while elements may remain, for a later retry.
+        nft_result?;
         state::remove(&self.cfg.state_dir, id)?;
         atts.remove(id);
         Ok(())
@@ -427,20 +372,46 @@ impl Network {
     /// After a crash: removes every container the agent owns whose id is not
     /// in `keep` (recorded allocations, and veths on the bridge carrying the
     /// agent's alias), with its veth, netns name, nftables elements and
-    /// record. Returns the ids removed, sorted.
+    /// record. Returns the ids removed, sorted. Goes on past a failing id and
+    /// then returns the first error (the others are logged).
     pub fn reconcile(&self, keep: &[String]) -> Result<Vec<String>, NetError> {
         let mut atts = self.lock();
-        let mut gone: Vec<String> = atts.keys().filter(|id| !keep.contains(id)).cloned().collect();
+        let mut gone: Vec<String> = atts
+            .keys()
+            .filter(|id| !keep.contains(id))
+            .cloned()
+            .collect();
         for id in self.bridge_port_ids()? {
-            if !keep.contains(&id) && !gone.contains(&id) && check_name("id", &id, MAX_ID_LEN).is_ok() {
+            if !keep.contains(&id)
+                && !gone.contains(&id)
+                && check_name("id", &id, MAX_ID_LEN).is_ok()
+            {
                 gone.push(id);
             }
         }
         gone.sort();
+        let mut first_err = None;
         for id in &gone {
-            self.detach_locked(&mut atts, id)?;
+            if let Err(e) = self.detach_locked(&mut atts, id) {
+                tracing::warn!(id, error = %e, "reconcile could not remove");
+                first_err.get_or_insert(e);
+            }
         }
-        Ok(gone)
+        match first_err {
+            Some(e) => Err(e),
+            None => Ok(gone),
+        }
+    }
+
+    /// Whether both nftables tables exist (one `nft` process; used only
+    /// on error paths).
+    fn tables_exist(&self) -> bool {
+        let t = &self.cfg.nft_table;
+        cmd::nft(
+            &format!("list table ip {t}\nlist table bridge {t}\n"),
+            "check nft tables",
+        )
+        .is_ok()
     }
 
     /// Ids found in the aliases of the bridge's ports (none if the bridge is
@@ -458,7 +429,12 @@ impl Network {
         let links: Vec<serde_json::Value> = serde_json::from_str(out.trim()).unwrap_or_default();
         Ok(links
             .iter()
-            .filter_map(|l| l.get("ifalias")?.as_str()?.strip_prefix(ALIAS_PREFIX).map(str::to_string))
+            .filter_map(|l| {
+                l.get("ifalias")?
+                    .as_str()?
+                    .strip_prefix(ALIAS_PREFIX)
+                    .map(str::to_string)
+            })
             .collect())
     }
 
@@ -467,10 +443,16 @@ impl Network {
     /// `ip_forward` is left on: other software on the host may rely on it.
     pub fn teardown(self) -> Result<(), NetError> {
         self.reconcile(&[])?;
-        cmd::nft(&nft::delete_tables(&self.cfg.nft_table), "teardown nft tables")?;
+        cmd::nft(
+            &nft::delete_tables(&self.cfg.nft_table),
+            "teardown nft tables",
+        )?;
         let br = &self.cfg.bridge;
         if exists(format!("/sys/class/net/{br}")) {
-            cmd::ip_batch(&format!("link del dev {br}\n"), &format!("teardown bridge {br}"))?;
+            cmd::ip_batch(
+                &format!("link del dev {br}\n"),
+                &format!("teardown bridge {br}"),
+            )?;
         }
         Ok(())
     }
@@ -479,7 +461,10 @@ impl Network {
     /// the host veth's statistics (container rx = host tx).
     pub fn counters(&self, att: &Attachment) -> Result<(u64, u64), NetError> {
         let read = |name: &str| -> Result<u64, NetError> {
-            let path = PathBuf::from(format!("/sys/class/net/{}/statistics/{name}", att.host_veth));
+            let path = PathBuf::from(format!(
+                "/sys/class/net/{}/statistics/{name}",
+                att.host_veth
+            ));
             let text = std::fs::read_to_string(&path).map_err(|source| NetError::Io {
                 what: format!("read counters of {}", att.id),
                 path: path.clone(),
@@ -488,58 +473,12 @@ impl Network {
             text.trim().parse().map_err(|_| NetError::Io {
                 what: format!("parse counters of {}", att.id),
                 path,
-                source: std::io::Error::new(std::io::ErrorKind::InvalidData, text.trim().to_string()),
+                source: std::io::Error::new(
+                    std::io::ErrorKind::InvalidData,
+                    text.trim().to_string(),
+                ),
             })
         };
         Ok((read("tx_bytes")?, read("rx_bytes")?))
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn veth_names_are_deterministic_and_short() {
-        assert_eq!(veth_name("abc"), veth_name("abc"));
-        assert_ne!(veth_name("abc"), veth_name("abd"));
-        assert_eq!(veth_name("x").len(), 12);
-        assert!(veth_name("x").starts_with("zv"));
-    }
-
-    #[test]
-    fn names_are_checked() {
-        assert!(check_name("id", "c1-abc_2.x", 64).is_ok());
-        for bad in ["", "-x", ".x", "a b", "a/b", "a;b", "a\"b"] {
-            assert!(check_name("id", bad, 64).is_err(), "{bad:?}");
-        }
-        assert!(check_name("id", &"a".repeat(65), 64).is_err());
-    }
-
-    #[test]
-    fn resolv_conf_is_parsed() {
-        let text = "# x\nnameserver 10.255.255.53\nnameserver 127.0.0.53\nnameserver ::1\nsearch lan\n";
-        assert_eq!(resolv_conf_nameservers(text), vec![Ipv4Addr::new(10, 255, 255, 53)]);
-    }
-
-    #[test]
-    fn connected_subnets_are_read_from_proc_net_route() {
-        let text = "Iface\tDestination\tGateway\tFlags\tRefCnt\tUse\tMetric\tMask\tMTU\tWindow\tIRTT\n\
-            eth0\t00000000\t010200C0\t0003\t0\t0\t0\t00000000\t0\t0\t0\n\
-            eth0\t000200C0\t00000000\t0001\t0\t0\t0\t00FFFFFF\t0\t0\t0\n\
-            zn0\t00005A64\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0\n\
-            ppp0\t00000000\t00000000\t0001\t0\t0\t0\t00000000\t0\t0\t0\n";
-        assert_eq!(connected_subnets(text, "zn0"), vec!["192.0.2.0/24".parse::<Ipv4Net>().unwrap()]);
-    }
-
-    #[test]
-    fn dns_exception_comes_before_the_blocked_drop() {
-        let mut cfg = NetConfig::default_for("/nonexistent");
-        cfg.dns_allow = vec![Ipv4Addr::new(10, 1, 2, 3)];
-        let rules = nft::ruleset(&cfg, &[]);
-        let dns = rules.find("ip daddr @dns meta l4proto { tcp, udp } th dport 53 accept\n    iifname \"zn0\" ip daddr @blocked").expect("dns rule right before blocked drop");
-        assert!(dns > rules.find("chain forward").unwrap());
-        assert!(rules.contains("elements = { 10.1.2.3 }"));
-        assert!(rules.contains("masquerade"));
     }
 }

@@ -8,9 +8,21 @@ use super::NetError;
 
 /// Runs `program args..` with `script` on stdin; `what` names the step for
 /// the error (e.g. "attach c1"). Returns stdout on success.
-pub(super) fn run(program: &str, args: &[&str], script: &str, what: &str) -> Result<String, NetError> {
-    let cmdline = std::iter::once(program).chain(args.iter().copied()).collect::<Vec<_>>().join(" ");
-    let spawn_err = |e: std::io::Error| NetError::Spawn { what: what.to_string(), cmd: cmdline.clone(), source: e };
+pub(super) fn run(
+    program: &str,
+    args: &[&str],
+    script: &str,
+    what: &str,
+) -> Result<String, NetError> {
+    let cmdline = std::iter::once(program)
+        .chain(args.iter().copied())
+        .collect::<Vec<_>>()
+        .join(" ");
+    let spawn_err = |e: std::io::Error| NetError::Spawn {
+        what: what.to_string(),
+        cmd: cmdline.clone(),
+        source: e,
+    };
     let mut child = Command::new(program)
         .args(args)
         .stdin(Stdio::piped())

@@ -28,7 +28,10 @@ use super::{Attachment, NetConfig};
 /// Element text of the `pairs` set for every ordered pair of the same-tenant
 /// addresses `a` and each of `peers`, both directions.
 pub(super) fn pair_elements(a: Ipv4Addr, peers: &[Ipv4Addr]) -> Vec<String> {
-    peers.iter().flat_map(|p| [format!("{a} . {p}"), format!("{p} . {a}")]).collect()
+    peers
+        .iter()
+        .flat_map(|p| [format!("{a} . {p}"), format!("{p} . {a}")])
+        .collect()
 }
 
 /// The bridge-table elements of one attachment: its `ports` element
@@ -40,7 +43,10 @@ pub(super) struct PortElements {
 
 /// The bridge-table elements of one attachment.
 pub(super) fn port_elements(att: &Attachment) -> PortElements {
-    PortElements { port: format!("\"{}\" . {}", att.host_veth, att.ip), iface: format!("\"{}\"", att.host_veth) }
+    PortElements {
+        port: format!("\"{}\" . {}", att.host_veth, att.ip),
+        iface: format!("\"{}\"", att.host_veth),
+    }
 }
 
 fn elements(list: &[String]) -> String {
@@ -62,7 +68,10 @@ pub(super) fn ruleset(cfg: &NetConfig, atts: &[&Attachment]) -> String {
             }
         }
     }
-    let ports: Vec<String> = atts.iter().map(|a| format!("\"{}\" . {}", a.host_veth, a.ip)).collect();
+    let ports: Vec<String> = atts
+        .iter()
+        .map(|a| format!("\"{}\" . {}", a.host_veth, a.ip))
+        .collect();
     let blocked: Vec<String> = cfg.blocked.iter().map(|n| n.trunc().to_string()).collect();
     let dns: Vec<String> = cfg.dns_allow.iter().map(|a| a.to_string()).collect();
     let set = |name: &str, ty: &str, flags: &str, elems: &[String]| {
@@ -80,7 +89,12 @@ pub(super) fn ruleset(cfg: &NetConfig, atts: &[&Attachment]) -> String {
     let _ = writeln!(s, "table bridge {t} {{}}\ndelete table bridge {t}");
     let _ = writeln!(s, "table ip {t} {{");
     s.push_str(&set("pairs", "ipv4_addr . ipv4_addr", "", &pairs));
-    s.push_str(&set("blocked", "ipv4_addr", "    flags interval\n    auto-merge\n", &blocked));
+    s.push_str(&set(
+        "blocked",
+        "ipv4_addr",
+        "    flags interval\n    auto-merge\n",
+        &blocked,
+    ));
     s.push_str(&set("dns", "ipv4_addr", "", &dns));
     let _ = write!(
         s,
@@ -113,7 +127,10 @@ pub(super) fn ruleset(cfg: &NetConfig, atts: &[&Attachment]) -> String {
     );
     let _ = writeln!(s, "table bridge {t} {{");
     s.push_str(&set("ports", "ifname . ipv4_addr", "", &ports));
-    let ifaces: Vec<String> = atts.iter().map(|a| format!("\"{}\"", a.host_veth)).collect();
+    let ifaces: Vec<String> = atts
+        .iter()
+        .map(|a| format!("\"{}\"", a.host_veth))
+        .collect();
     s.push_str(&set("ifaces", "ifname", "", &ifaces));
     let _ = write!(
         s,
@@ -153,9 +170,34 @@ pub(super) fn add_elements(table: &str, pairs: &[String], port: &PortElements) -
 pub(super) fn remove_elements(table: &str, pairs: &[String], port: &PortElements) -> String {
     let mut s = add_elements(table, pairs, port);
     if !pairs.is_empty() {
-        let _ = writeln!(s, "delete element ip {table} pairs {{ {} }}", elements(pairs));
+        let _ = writeln!(
+            s,
+            "delete element ip {table} pairs {{ {} }}",
+            elements(pairs)
+        );
     }
     let _ = writeln!(s, "delete element bridge {table} ports {{ {} }}", port.port);
-    let _ = writeln!(s, "delete element bridge {table} ifaces {{ {} }}", port.iface);
+    let _ = writeln!(
+        s,
+        "delete element bridge {table} ifaces {{ {} }}",
+        port.iface
+    );
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::net::Ipv4Addr;
+
+    #[test]
+    fn dns_exception_comes_before_the_blocked_drop() {
+        let mut cfg = NetConfig::default_for("/nonexistent");
+        cfg.dns_allow = vec![Ipv4Addr::new(10, 1, 2, 3)];
+        let rules = ruleset(&cfg, &[]);
+        let dns = rules.find("ip daddr @dns meta l4proto { tcp, udp } th dport 53 accept\n    iifname \"zn0\" ip daddr @blocked").expect("dns rule right before blocked drop");
+        assert!(dns > rules.find("chain forward").unwrap());
+        assert!(rules.contains("elements = { 10.1.2.3 }"));
+        assert!(rules.contains("masquerade"));
+    }
 }

@@ -27,7 +27,11 @@ pub(super) fn record_path(dir: &Path, id: &str) -> PathBuf {
 }
 
 fn io_err(what: &str, path: &Path, source: std::io::Error) -> NetError {
-    NetError::Io { what: what.to_string(), path: path.to_path_buf(), source }
+    NetError::Io {
+        what: what.to_string(),
+        path: path.to_path_buf(),
+        source,
+    }
 }
 
 /// Creates `dir` if needed and loads every record in it, keyed by id.
@@ -48,10 +52,15 @@ pub(super) fn load_all(dir: &Path) -> Result<BTreeMap<String, Attachment>, NetEr
             continue;
         }
         let bytes = fs::read(&path).map_err(|e| io_err("read allocation", &path, e))?;
-        let rec: Record = serde_json::from_slice(&bytes)
-            .map_err(|source| NetError::State { path: path.clone(), source })?;
+        let rec: Record = serde_json::from_slice(&bytes).map_err(|source| NetError::State {
+            path: path.clone(),
+            source,
+        })?;
         if rec.version != STATE_VERSION {
-            return Err(NetError::StateVersion { path, version: rec.version });
+            return Err(NetError::StateVersion {
+                path,
+                version: rec.version,
+            });
         }
         out.insert(rec.attachment.id.clone(), rec.attachment);
     }
@@ -63,10 +72,14 @@ pub(super) fn load_all(dir: &Path) -> Result<BTreeMap<String, Attachment>, NetEr
 pub(super) fn save(dir: &Path, att: &Attachment) -> Result<(), NetError> {
     let path = record_path(dir, &att.id);
     let tmp = dir.join(format!("{}.json.tmp", att.id));
-    let rec = Record { version: STATE_VERSION, attachment: att.clone() };
+    let rec = Record {
+        version: STATE_VERSION,
+        attachment: att.clone(),
+    };
     let bytes = serde_json::to_vec(&rec).expect("attachment serializes");
     let mut f = fs::File::create(&tmp).map_err(|e| io_err("write allocation", &tmp, e))?;
-    f.write_all(&bytes).map_err(|e| io_err("write allocation", &tmp, e))?;
+    f.write_all(&bytes)
+        .map_err(|e| io_err("write allocation", &tmp, e))?;
     drop(f);
     fs::rename(&tmp, &path).map_err(|e| io_err("rename allocation", &path, e))
 }
