@@ -42,6 +42,35 @@ fn attach_gives_eth0_with_address_and_default_route() {
     );
     let v6 = String::from_utf8_lossy(&c.sh("ip -6 -o addr show dev eth0").stdout).into_owned();
     assert!(v6.trim().is_empty(), "no IPv6 on eth0: {v6}");
+    // Even a container that configures IPv6 itself gets no IPv6 through the
+    // bridge: the test puts fd00:91::1 on the bridge, the container can't
+    // ping it, and the bridge table's drop counter moved.
+    assert!(sh("ip -6 addr add fd00:91::1/64 dev znt1 nodad")
+        .status
+        .success());
+    assert!(c
+        .sh("ip -6 addr add fd00:91::2/64 dev eth0 nodad")
+        .status
+        .success());
+    let ping6 = c.sh("busybox ping -6 -c 2 -W 1 fd00:91::1");
+    assert!(
+        !ping6.status.success(),
+        "IPv6 from a container must be dropped"
+    );
+    let chain =
+        String::from_utf8_lossy(&sh("nft list chain bridge znt1 prerouting").stdout).into_owned();
+    let dropped = chain
+        .lines()
+        .find(|l| l.contains("iifname @ifaces counter packets"))
+        .and_then(|l| {
+            l.split("packets ")
+                .nth(1)?
+                .split(' ')
+                .next()?
+                .parse::<u64>()
+                .ok()
+        });
+    assert!(dropped.unwrap_or(0) > 0, "bridge drop counter: {chain}");
     let lo = String::from_utf8_lossy(&c.sh("ip -o link show dev lo").stdout).into_owned();
     assert!(lo.contains("UP"), "lo: {lo}");
     // The netns name points at the stand-in's netns.
