@@ -115,8 +115,18 @@ impl Network {
         let br = &cfg.bridge;
         let mut script = String::new();
         if !exists(format!("/sys/class/net/{br}")) {
+            // A fixed MAC: otherwise the bridge takes the lowest of its ports'
+            // and the gateway's MAC changes under running containers.
+            let h = veth_name(br);
+            let mac = format!(
+                "02:5a:{}:{}:{}:{}",
+                &h[4..6],
+                &h[6..8],
+                &h[8..10],
+                &h[10..12]
+            );
             script.push_str(&format!(
-                "link add name {br} type bridge\nlink set dev {br} addrgenmode none\n"
+                "link add name {br} address {mac} type bridge\nlink set dev {br} addrgenmode none\n"
             ));
         }
         script.push_str(&format!(
