@@ -22,11 +22,18 @@ use zennet_agent::containers::network::{veth_name, NetError, Network};
 #[test]
 fn attach_gives_eth0_with_address_and_default_route() {
     let env = Env::new(1, vec![]);
+    let mac = || std::fs::read_to_string("/sys/class/net/znt1/address").unwrap();
+    let mac_before = mac();
     let c = StandIn::new();
     let att = env
         .net()
         .attach("t1-a", "tenant1", c.pid())
         .expect("attach");
+    assert_eq!(
+        mac(),
+        mac_before,
+        "the gateway's MAC does not change with ports"
+    );
     assert_eq!(att.netns, "zn-t1-a");
     assert!(env.cfg.subnet.contains(&att.ip) && att.ip != env.gateway());
 
