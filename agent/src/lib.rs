@@ -9,4 +9,5 @@
 //! Later issues add `calibrate`, `meter`, `market`, `pay`, `ssh`, `store`
 //! and `api` beside it. `main.rs` only wires these together.
 
+pub mod cli;
 pub mod containers;

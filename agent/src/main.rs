@@ -1,5 +1,68 @@
-//! `zennet-agent`: wires the library's modules together; nothing more.
+//! `zennet-agent`: parses arguments and wires the library's modules
+//! together; nothing more. The container engine's zygote is forked here,
+//! before any thread exists.
 
-fn main() -> anyhow::Result<()> {
-    Ok(())
+use anyhow::{Context, Result};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use zennet_agent::cli;
+
+/// The Zennet provider agent: sells this machine's spare capacity as containers.
+#[derive(Parser, Debug)]
+#[command(name = "zennet-agent", version, about)]
+struct Args {
+    #[command(subcommand)]
+    cmd: Option<Cmd>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Cmd {
+    /// Run the agent (the default): start the container engine and serve.
+    Run(cli::RunArgs),
+    /// Build a base root filesystem for containers (`busybox` or `debian`).
+    MakeBase {
+        /// Which base: `busybox` (from this host's static busybox) or `debian` (debootstrap minbase).
+        name: String,
+        /// Directory of bases; the base lands in DIR/NAME.
+        #[arg(long, default_value = "/var/lib/zennet/bases")]
+        bases_dir: PathBuf,
+        /// The static busybox to copy (busybox base).
+        #[arg(long, default_value = "/bin/busybox")]
+        busybox: PathBuf,
+        /// Debian suite (debian base).
+        #[arg(long, default_value = "bookworm")]
+        suite: String,
+    },
+    /// Create a container, run a command in it, print its usage, remove it.
+    Demo(cli::RunArgs),
+    /// Measure the container engine against runc and crun (one line per figure).
+    BenchContainers(cli::BenchArgs),
+    /// Internal: the container engine's zygote (spawned by the agent).
+    #[command(hide = true)]
+    Zygote,
+}
+
+fn main() -> Result<()> {
+    let args = Args::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZENNET_LOG").unwrap_or_else(|_| "warn".into()))
+        .with_writer(std::io::stderr)
+        .init();
+    match args.cmd.unwrap_or(Cmd::Run(cli::RunArgs::default())) {
+        Cmd::Zygote => zennet_agent::containers::zygote_main(),
+        Cmd::MakeBase { name, bases_dir, busybox, suite } => {
+            std::fs::create_dir_all(&bases_dir).with_context(|| format!("create {}", bases_dir.display()))?;
+            let dest = bases_dir.join(&name);
+            match name.as_str() {
+                "busybox" => zennet_agent::containers::rootfs::make_busybox_base(&dest, &busybox)?,
+                "debian" => zennet_agent::containers::rootfs::make_debian_base(&dest, &suite, None)?,
+                other => anyhow::bail!("unknown base {other:?}: choose busybox or debian"),
+            }
+            println!("base {name} ready at {}", dest.display());
+            Ok(())
+        }
+        Cmd::Run(a) => cli::run(a),
+        Cmd::Demo(a) => cli::demo(a),
+        Cmd::BenchContainers(a) => cli::bench_containers(a),
+    }
 }

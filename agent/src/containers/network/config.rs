@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use super::{Ipv4Net, NetError};
 
 /// Configuration of the agent's container network.
-#[derive(Clone, Debug)]
+#[derive(Clone, Debug, serde::Serialize, serde::Deserialize)]
 pub struct NetConfig {
     /// Name of the bridge (at most 15 bytes), e.g. "zn0".
     pub bridge: String,

@@ -1,0 +1,109 @@
+//! The agent's subcommands that are more than wiring: `run`, `demo` and
+//! `bench-containers`. Each builds an [`EngineConfig`] from its arguments.
+
+use crate::containers::{network::NetConfig, EngineConfig, Engine};
+use anyhow::{Context, Result};
+use clap::Args;
+use std::path::PathBuf;
+use zennet_protocol::spec::Capacity;
+
+mod bench;
+pub use bench::{bench_containers, BenchArgs};
+
+/// Options shared by `run` and `demo`.
+#[derive(Args, Debug, Clone)]
+pub struct RunArgs {
+    /// Agent state directory (identity, engine state, bases).
+    #[arg(long, default_value = "/var/lib/zennet")]
+    pub state_dir: PathBuf,
+    /// Directory of container base root filesystems (default: STATE_DIR/bases).
+    #[arg(long)]
+    pub bases_dir: Option<PathBuf>,
+    /// Give containers loopback only (no bridge, NAT or firewall rules).
+    #[arg(long)]
+    pub no_network: bool,
+    /// Largest container sold, memory in MiB.
+    #[arg(long, default_value_t = 4096)]
+    pub max_memory_mib: u64,
+    /// Largest container sold, disk in MiB.
+    #[arg(long, default_value_t = 8192)]
+    pub max_disk_mib: u64,
+}
+
+impl Default for RunArgs {
+    fn default() -> Self {
+        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192 }
+    }
+}
+
+impl RunArgs {
+    /// The engine configuration these options describe.
+    pub fn engine_config(&self) -> EngineConfig {
+        let engine_dir = self.state_dir.join("engine");
+        EngineConfig {
+            bases_dir: self.bases_dir.clone().unwrap_or_else(|| self.state_dir.join("bases")),
+            cgroup_parent: "zennet".into(),
+            capacity: Capacity {
+                memory_bytes: self.max_memory_mib << 20,
+                cpu_millicores: (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) * 1000) as u32,
+                pids_max: 4096,
+                disk_bytes: self.max_disk_mib << 20,
+            },
+            network: (!self.no_network).then(|| NetConfig::default_for(engine_dir.join("net"))),
+            keep_containers_on_exit: true,
+            state_dir: engine_dir,
+        }
+    }
+
+    /// Builds the busybox base if it is missing and a static busybox exists.
+    pub fn ensure_busybox_base(&self) -> Result<()> {
+        let cfg = self.engine_config();
+        let dest = cfg.bases_dir.join("busybox");
+        if !dest.join("bin/busybox").exists() && std::path::Path::new("/bin/busybox").exists() {
+            std::fs::create_dir_all(&cfg.bases_dir).with_context(|| format!("create {}", cfg.bases_dir.display()))?;
+            crate::containers::rootfs::make_busybox_base(&dest, std::path::Path::new("/bin/busybox"))?;
+        }
+        Ok(())
+    }
+}
+
+/// `zennet-agent run`: forks the engine's zygote, then serves until SIGTERM/SIGINT.
+pub fn run(args: RunArgs) -> Result<()> {
+    args.ensure_busybox_base()?;
+    let engine = Engine::fork(args.engine_config()).context("start the container engine")?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        let (adopted, removed) = &engine.recovered;
+        println!("zennet-agent ready engine=libcontainer adopted={} removed={}", adopted.len(), removed.len());
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {},
+            _ = tokio::signal::ctrl_c() => {},
+        }
+        println!("zennet-agent stopping");
+        anyhow::Ok(())
+    })
+}
+
+/// `zennet-agent demo`: one container, one command, its usage, then removal.
+pub fn demo(args: RunArgs) -> Result<()> {
+    args.ensure_busybox_base()?;
+    let mut cfg = args.engine_config();
+    cfg.keep_containers_on_exit = false;
+    let engine = Engine::fork(cfg).context("start the container engine")?;
+    let spec = zennet_protocol::ContainerSpec::small("demo");
+    let id = format!("demo-{}", std::process::id());
+    let info = engine.run_idle(&id, &spec)?;
+    println!("container {id} running: pid {:?}, ip {:?}, memory {} MiB", info.pid, info.ip, spec.memory_bytes >> 20);
+    let out = engine.exec_output(&id, &["/bin/sh", "-c", "echo \"inside: $(uname -sr), uid map $(cat /proc/self/uid_map | tr -s ' ')\"; head -c 8388608 /dev/zero | tail -c 8388608 > /dev/null; dd if=/dev/zero of=/f bs=1M count=4 oflag=direct 2>/dev/null; echo \"wrote 4 MiB\""], b"", std::time::Duration::from_secs(30))?;
+    print!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    for (cid, u) in engine.usage(&[&id])? {
+        println!("usage of {cid}:");
+        for (name, v) in u.named() {
+            println!("  {name:<18} {v}");
+        }
+    }
+    engine.delete(&id)?;
+    println!("container {id} removed");
+    Ok(())
+}
