@@ -1,5 +1,12 @@
 //! # xencoin
 //!
-//! The XenCoin chain: the ledger and its transaction rules, delegated proof
-//! of stake, the mempool, redb storage, libp2p networking and JSON-RPC.
-//! Clients reach it only through `zennet-protocol` types and the RPC wire.
+//! The XenCoin chain: the ledger and its transaction rules ([`ledger`]),
+//! blocks ([`block`]), delegated proof of stake ([`dpos`]), the [`mempool`],
+//! redb storage ([`store`]), the running node ([`node`]) and JSON-RPC
+//! ([`rpc`]). Clients reach it only through `zennet-protocol` types and the
+//! RPC wire.
+
+pub mod block;
+pub mod dpos;
+pub mod ledger;
+pub mod store;
