@@ -10,3 +10,4 @@ pub mod block;
 pub mod dpos;
 pub mod ledger;
 pub mod store;
+pub mod mempool;
