@@ -11,3 +11,7 @@ pub mod dpos;
 pub mod ledger;
 pub mod store;
 pub mod mempool;
+pub mod node;
+pub mod rpc;
+pub mod bench;
+pub mod daemon;
