@@ -215,3 +215,51 @@ pub async fn serve(addr: SocketAddr, node: SharedNode) -> Result<(ServerHandle, 
     let local = server.local_addr().map_err(|e| RpcError::Bind { addr, source: e })?;
     Ok((server.start(module(node)?), local))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::node::{dev_genesis, dev_key, HeadInfo, DEV_CHAIN_ID};
+    use jsonrpsee::core::EmptyServerParams;
+    use zennet_protocol::tx::{Requirements, Tx, TxBody};
+
+    fn announce(nonce: u64, memory: u64) -> SignedTx {
+        let k = dev_key(2);
+        Tx {
+            chain_id: DEV_CHAIN_ID.into(),
+            from: k.public(),
+            nonce,
+            fee: Amount(1000),
+            body: TxBody::Announce {
+                job_id: format!("job-{nonce}"),
+                requirements: Requirements { count: 1, memory_bytes: memory, cpu_millicores: 500, disk_bytes: 1 << 30, image: "debian".into() },
+                endpoint: "/ip4/127.0.0.1/tcp/1".into(),
+                price_ceiling: Amount(10),
+                expiry_height: 100,
+            },
+        }
+        .sign(&k)
+    }
+
+    #[tokio::test]
+    async fn subscriptions_and_announcement_filters() {
+        let dir = tempfile::tempdir().unwrap();
+        let node = Arc::new(Mutex::new(Node::open(dir.path(), dev_genesis(1, 1000), Some(dev_key(0))).unwrap()));
+        let m = module(node.clone()).unwrap();
+        let mut heads = m.subscribe_unbounded("xen_subscribeNewHeads", EmptyServerParams::new()).await.unwrap();
+        let mut anns = m.subscribe_unbounded("xen_subscribeAnnouncements", [AnnFilter { max_memory_bytes: Some(1 << 30), ..Default::default() }]).await.unwrap();
+        let small: String = m.call("xen_submitTx", [announce(0, 512 << 20)]).await.unwrap();
+        let _: String = m.call("xen_submitTx", [announce(1, 4 << 30)]).await.unwrap();
+        node.lock().unwrap().maybe_produce(10_000).unwrap().unwrap();
+        let (h, _) = heads.next::<HeadInfo>().await.unwrap().unwrap();
+        assert_eq!((h.height, h.txs), (1, 2));
+        let (a, _) = anns.next::<Announcement>().await.unwrap().unwrap();
+        assert_eq!(a.id.to_string(), small, "only the announcement that fits the filter");
+        let all: Vec<Announcement> = m.call("xen_getAnnouncements", EmptyServerParams::new()).await.unwrap();
+        assert_eq!(all.len(), 2);
+        let fit: Vec<Announcement> = m.call("xen_getAnnouncements", [AnnFilter { max_memory_bytes: Some(1 << 30), ..Default::default() }]).await.unwrap();
+        assert_eq!(fit.len(), 1);
+        let bad: Result<Vec<Announcement>, _> = m.call("xen_getAnnouncements", [serde_json::json!({"nonsense": 1})]).await;
+        assert!(bad.is_err(), "unknown filter fields are refused");
+    }
+}
