@@ -15,3 +15,4 @@ pub mod node;
 pub mod rpc;
 pub mod bench;
 pub mod daemon;
+pub mod p2p;

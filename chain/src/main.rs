@@ -15,9 +15,17 @@ struct Args {
     /// With --dev: number of delegates in the dev genesis.
     #[arg(long, default_value_t = 1)]
     validators: usize,
-    /// With --dev: which dev key (0-based) this node produces with.
-    #[arg(long, default_value_t = 0)]
-    dev_key: usize,
+    /// With --dev: which dev key (0-based) this node produces with. Without it,
+    /// `--validators N` (N > 1) runs all N nodes in this process on loopback.
+    #[arg(long)]
+    dev_key: Option<usize>,
+    /// p2p listen address, e.g. /ip4/127.0.0.1/tcp/30333 (with --validators N
+    /// and no --dev-key: node i listens on this port + i; default 30333).
+    #[arg(long)]
+    p2p_listen: Option<libp2p::Multiaddr>,
+    /// A peer to dial, e.g. /ip4/127.0.0.1/tcp/30334 (repeatable).
+    #[arg(long = "peer")]
+    peers: Vec<libp2p::Multiaddr>,
     /// Genesis file (JSON) for a non-dev network.
     #[arg(long)]
     genesis: Option<PathBuf>,
@@ -39,6 +47,8 @@ struct Args {
 
 #[derive(Subcommand, Debug)]
 enum Cmd {
+    /// Print the dev network's keys (index, secret hex, address). Dev only: these are public.
+    DevKeys,
     /// Measure throughput and latency; prints `chain <figure>=<value>` lines.
     #[command(hide = true)]
     Bench,
@@ -50,8 +60,16 @@ fn main() -> anyhow::Result<()> {
         .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
-    if let Some(Cmd::Bench) = args.cmd {
-        return xencoin::bench::run();
+    match args.cmd {
+        Some(Cmd::Bench) => return xencoin::bench::run(),
+        Some(Cmd::DevKeys) => {
+            for i in 0..xencoin::node::DEV_KEYS {
+                let k = xencoin::node::dev_key(i);
+                println!("{i} {} {}", hex::encode(k.to_bytes()), k.address());
+            }
+            return Ok(());
+        }
+        None => {}
     }
     let cfg = DaemonConfig {
         dev: args.dev,
@@ -62,6 +80,8 @@ fn main() -> anyhow::Result<()> {
         data_dir: args.data_dir,
         rpc_addr: args.rpc_addr,
         slot_ms: args.slot_ms,
+        p2p_listen: args.p2p_listen,
+        peers: args.peers,
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(daemon::run(cfg))

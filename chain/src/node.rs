@@ -8,12 +8,13 @@ use crate::block::{Block, BlockHeader};
 use crate::dpos;
 use crate::ledger::{Announcement, ChainParams, Ledger};
 use crate::mempool::{Mempool, MempoolConfig};
+use crate::ledger::TxEffect;
 use crate::store::{Receipt, Store, StoreError, Tip};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
 use tokio::sync::broadcast;
 use zennet_protocol::keys::{Address, SecretKey};
-use zennet_protocol::tx::Hash32;
+use zennet_protocol::tx::{Hash32, SignedTx};
 use zennet_protocol::Amount;
 
 /// The chain's starting point.
@@ -61,6 +62,34 @@ pub fn dev_genesis(validators: usize, slot_ms: u64) -> Genesis {
 pub enum Event {
     Head(HeadInfo),
     Announcement(Announcement),
+    /// A block this node produced (for gossip; not sent to RPC subscribers).
+    #[serde(skip)]
+    Produced(Block),
+    /// A tx admitted through RPC (for gossip; not sent to RPC subscribers).
+    #[serde(skip)]
+    Submitted(SignedTx),
+}
+
+/// What became of a block received from a peer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Imported {
+    /// Applied and committed: the new head.
+    Applied,
+    /// Already on our chain.
+    Known,
+    /// Higher than our head + 1: catch up from this height first.
+    NeedSync(u64),
+}
+
+/// Why a block from a peer was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ImportError {
+    #[error("block {hash} at height {height} conflicts with irreversible height {lib}")]
+    BelowIrreversible { hash: Hash32, height: u64, lib: u64 },
+    #[error("block {hash} at height {height} is on another fork (parent {parent}); reorganisation above the irreversible height is not built")]
+    Fork { hash: Hash32, height: u64, parent: Hash32 },
+    #[error("block {hash}: {reason}")]
+    Invalid { hash: Hash32, reason: String },
 }
 
 /// The chain head as clients see it.
@@ -83,6 +112,8 @@ pub enum NodeError {
     WrongChain { found: String, expected: String },
     #[error(transparent)]
     Dpos(#[from] dpos::DposError),
+    #[error(transparent)]
+    Import(#[from] ImportError),
 }
 
 /// The node.
@@ -98,6 +129,9 @@ pub struct Node {
     pub events: broadcast::Sender<Event>,
     /// Most txs per block.
     pub max_block_txs: usize,
+    /// False while catching up from peers: a node that is behind must not
+    /// produce on a stale head. Nodes without peers are always synced.
+    pub synced: bool,
 }
 
 impl Node {
@@ -127,7 +161,7 @@ impl Node {
             }
         }
         let (events, _) = broadcast::channel(1024);
-        Ok(Node { ledger, store, mempool: Mempool::new(MempoolConfig::default()), tip, genesis, key, recent, events, max_block_txs: 10_000 })
+        Ok(Node { ledger, store, mempool: Mempool::new(MempoolConfig::default()), tip, genesis, key, recent, events, max_block_txs: 5_000, synced: true })
     }
 
     /// The head as clients see it.
@@ -144,6 +178,9 @@ impl Node {
     /// was made in that slot yet.
     pub fn maybe_produce(&mut self, now_ms: u64) -> Result<Option<Block>, NodeError> {
         let Some(key) = self.key.clone() else { return Ok(None) };
+        if !self.synced {
+            return Ok(None);
+        }
         let slot = self.slot_at(now_ms);
         if slot <= self.tip.slot && self.tip.height > 0 {
             return Ok(None);
@@ -181,6 +218,14 @@ impl Node {
             tx_root: Hash32::default(),
         };
         let block = Block::seal(header, txs, key);
+        self.commit_applied(&block, effects, schedule_len)?;
+        let _ = self.events.send(Event::Produced(block.clone()));
+        Ok(block)
+    }
+
+    /// Records a block whose txs and rewards are already applied to the ledger:
+    /// irreversibility, storage (atomic), mempool cleanup, events.
+    fn commit_applied(&mut self, block: &Block, effects: Vec<(TxEffect, Amount)>, schedule_len: usize) -> Result<(), NodeError> {
         let hash = block.header.hash();
         let receipts: Vec<Receipt> = block
             .txs
@@ -189,17 +234,17 @@ impl Node {
             .enumerate()
             .map(|(i, (t, (effect, fee)))| Receipt { tx: t.hash(), block: hash, height: block.header.height, index: i as u32, fee, effect })
             .collect();
-        self.recent.push(key.address());
+        self.recent.push(block.header.producer.address());
         let lib = dpos::irreversible_height(self.tip.irreversible, &self.recent, schedule_len);
         self.recent.drain(..(lib - self.tip.irreversible) as usize);
-        self.tip = Tip { height: block.header.height, hash, slot, irreversible: lib, genesis_ms: self.tip.genesis_ms };
-        self.store.commit(&mut self.ledger, Some(&block), &receipts, &self.tip)?;
+        self.tip = Tip { height: block.header.height, hash, slot: block.header.slot, irreversible: lib, genesis_ms: self.tip.genesis_ms };
+        self.store.commit(&mut self.ledger, Some(block), &receipts, &self.tip)?;
         for r in &receipts {
             self.mempool.remove(&r.tx);
         }
         self.mempool.prune(&self.ledger);
         let mut head = self.head();
-        head.timestamp_ms = now_ms;
+        head.timestamp_ms = block.header.timestamp_ms;
         head.txs = block.txs.len();
         let _ = self.events.send(Event::Head(head));
         for r in &receipts {
@@ -209,7 +254,60 @@ impl Node {
                 }
             }
         }
-        Ok(block)
+        Ok(())
+    }
+
+    /// Validates and applies a block from a peer: chain id, height and parent,
+    /// slot (after the parent's, not in the future), the slot's scheduled
+    /// producer, its signature, and every tx (signature included). A block
+    /// conflicting with the irreversible chain is refused.
+    pub fn import_block(&mut self, b: &Block, now_ms: u64) -> Result<Imported, NodeError> {
+        let hash = b.header.hash();
+        let h = b.header.height;
+        let invalid = |reason: String| NodeError::Import(ImportError::Invalid { hash, reason });
+        if b.header.chain_id != self.ledger.params.chain_id {
+            return Err(invalid(format!("chain id {:?}", b.header.chain_id)));
+        }
+        if h <= self.tip.height {
+            let ours = self.store.block(h)?.map(|o| o.header.hash());
+            if ours == Some(hash) {
+                return Ok(Imported::Known);
+            }
+            if h <= self.tip.irreversible {
+                return Err(NodeError::Import(ImportError::BelowIrreversible { hash, height: h, lib: self.tip.irreversible }));
+            }
+            return Err(NodeError::Import(ImportError::Fork { hash, height: h, parent: b.header.parent }));
+        }
+        if h > self.tip.height + 1 {
+            return Ok(Imported::NeedSync(self.tip.height + 1));
+        }
+        if b.header.parent != self.tip.hash {
+            return Err(NodeError::Import(ImportError::Fork { hash, height: h, parent: b.header.parent }));
+        }
+        if b.header.slot <= self.tip.slot && self.tip.height > 0 {
+            return Err(invalid(format!("slot {} not after parent slot {}", b.header.slot, self.tip.slot)));
+        }
+        if b.header.slot > self.slot_at(now_ms) + 1 {
+            return Err(invalid(format!("slot {} is in the future", b.header.slot)));
+        }
+        let schedule = dpos::schedule(&self.ledger);
+        let expected = dpos::producer_of(&schedule, b.header.slot)?;
+        if expected != b.header.producer.address() {
+            return Err(invalid(format!("slot {} belongs to {expected}", b.header.slot)));
+        }
+        if !b.verify() {
+            return Err(invalid("bad producer signature or tx root".into()));
+        }
+        let mut next = self.ledger.clone();
+        let mut effects = Vec::with_capacity(b.txs.len());
+        for (i, t) in b.txs.iter().enumerate() {
+            let r = next.apply_tx(t).map_err(|e| invalid(format!("tx {i}: {e}")))?;
+            effects.push(r);
+        }
+        next.finish_block(b.header.producer.address());
+        self.ledger = next;
+        self.commit_applied(b, effects, schedule.len())?;
+        Ok(Imported::Applied)
     }
 }
 

@@ -88,7 +88,9 @@ pub fn module(node: SharedNode) -> Result<RpcModule<SharedNode>, RpcError> {
         let stx: SignedTx = p.one()?;
         let mut node = lock(n);
         let node = &mut *node;
-        node.mempool.admit(&node.ledger, stx).map(|h| h.to_string()).map_err(|e| err(CODE_TX_REJECTED, e))
+        let h = node.mempool.admit(&node.ledger, stx.clone()).map_err(|e| err(CODE_TX_REJECTED, e))?;
+        let _ = node.events.send(Event::Submitted(stx));
+        Ok::<_, ErrorObjectOwned>(h.to_string())
     })
     .map_err(reg)?;
     m.register_method("xen_getReceipt", |p, n, _| {
@@ -185,6 +187,7 @@ async fn forward(
             continue;
         }
         let raw = match &ev {
+            Event::Produced(_) | Event::Submitted(_) => continue,
             Event::Head(h) => serde_json::value::to_raw_value(h),
             Event::Announcement(a) => {
                 if filter.as_ref().is_some_and(|f| !f.matches(a)) {
