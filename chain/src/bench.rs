@@ -5,12 +5,10 @@
 //!   in blocks, each block committed to redb, per second, on one node.
 //! * `verify_per_s`: voucher signature checks per second of one core's CPU time.
 //! * `inclusion_ms_p50`, `finality_ms_p50`: submit-to-block and
-//!   submit-to-irreversible latency with 1 s slots. Measured on a one-delegate
-//!   node until the p2p layer exists (then: 4 delegates on loopback).
+//!   submit-to-irreversible latency, 4 delegates on loopback, 1 s slots
+//!   (`xencoind --dev --validators 4` started as a child process).
 
-use crate::daemon::now_ms;
 use crate::node::{dev_genesis, dev_key, Node, DEV_CHAIN_ID};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use zennet_protocol::keys::SecretKey;
 use zennet_protocol::tx::{Hash32, Tx, TxBody};
@@ -24,7 +22,6 @@ pub fn run() -> anyhow::Result<()> {
     let (inc, fin) = latency()?;
     println!("chain inclusion_ms_p50={inc}");
     println!("chain finality_ms_p50={fin}");
-    eprintln!("note: latency figures are from a one-delegate node (p2p layer not built)");
     Ok(())
 }
 
@@ -88,51 +85,81 @@ fn thread_cpu_secs() -> f64 {
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
 }
 
+/// A child process killed and reaped on drop.
+struct ChildGuard(std::process::Child);
+
+impl Drop for ChildGuard {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+fn rpc(addr: std::net::SocketAddr, method: &str, params: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+    use std::io::{Read, Write};
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
+    s.set_read_timeout(Some(Duration::from_secs(10)))?;
+    write!(s, "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let v: serde_json::Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap_or(""))?;
+    if let Some(e) = v.get("error") {
+        anyhow::bail!("{method}: {e}");
+    }
+    Ok(v["result"].clone())
+}
+
+/// Submit-to-block and submit-to-irreversible latency (p50) on 4 delegates
+/// on loopback with 1 s slots: `xencoind --dev --validators 4` as a child.
 fn latency() -> anyhow::Result<(u64, u64)> {
     let dir = tempfile::tempdir()?;
-    let slot_ms = 1000;
-    let node = Arc::new(Mutex::new(Node::open(dir.path(), dev_genesis(1, slot_ms), Some(dev_key(0)))?));
-    let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let producer = {
-        let (node, stop) = (node.clone(), stop.clone());
-        std::thread::spawn(move || -> anyhow::Result<()> {
-            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
-                let now = now_ms();
-                std::thread::sleep(Duration::from_millis(slot_ms - now % slot_ms));
-                node.lock().unwrap().maybe_produce(now_ms())?;
-            }
-            Ok(())
-        })
-    };
+    let free = || -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    // four consecutive ports each for RPC and p2p, from a random base
+    let base = 20_000 + (free()? % 20_000);
+    let child = std::process::Command::new(std::env::current_exe()?)
+        .args(["--dev", "--validators", "4", "--slot-ms", "1000"])
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["--rpc-addr", &format!("127.0.0.1:{base}")])
+        .args(["--p2p-listen", &format!("/ip4/127.0.0.1/tcp/{}", base + 10)])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()?;
+    let _guard = ChildGuard(child);
+    let node0: std::net::SocketAddr = format!("127.0.0.1:{base}").parse()?;
+    let start = Instant::now();
+    while rpc(node0, "xen_head", serde_json::json!([])).map(|h| h["irreversible_height"].as_u64().unwrap_or(0) < 2).unwrap_or(true) {
+        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "4-delegate devnet did not start finalising");
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let k = dev_key(7);
     let (mut inc, mut fin) = (Vec::new(), Vec::new());
     for i in 0..8u64 {
         // spread submissions over the slot
-        std::thread::sleep(Duration::from_millis(137 * i % slot_ms + 50));
+        std::thread::sleep(Duration::from_millis(137 * i % 1000 + 50));
         let t = Tx { chain_id: DEV_CHAIN_ID.into(), from: k.public(), nonce: i, fee: Amount(1000), body: TxBody::Transfer { to: dev_key(8).address(), amount: Amount(1) } }.sign(&k);
         let t0 = Instant::now();
-        let h = {
-            let mut n = node.lock().unwrap();
-            let n = &mut *n;
-            n.mempool.admit(&n.ledger, t)?
-        };
+        let h = rpc(node0, "xen_submitTx", serde_json::json!([t]))?;
         let mut included = None;
         loop {
-            std::thread::sleep(Duration::from_millis(2));
-            let n = node.lock().unwrap();
-            if let Some(r) = n.store.receipt(&h)? {
-                included.get_or_insert(t0.elapsed().as_millis() as u64);
-                if n.tip.irreversible >= r.height {
+            std::thread::sleep(Duration::from_millis(5));
+            let v = rpc(node0, "xen_getTx", serde_json::json!([h]))?;
+            match v["status"].as_str() {
+                Some("included") => {
+                    included.get_or_insert(t0.elapsed().as_millis() as u64);
+                }
+                Some("irreversible") => {
+                    included.get_or_insert(t0.elapsed().as_millis() as u64);
                     fin.push(t0.elapsed().as_millis() as u64);
                     break;
                 }
+                _ => {}
             }
             anyhow::ensure!(t0.elapsed() < Duration::from_secs(30), "tx not finalised in 30 s");
         }
         inc.push(included.unwrap_or_default());
     }
-    stop.store(true, std::sync::atomic::Ordering::Relaxed);
-    producer.join().map_err(|_| anyhow::anyhow!("producer panicked"))??;
     inc.sort();
     fin.sort();
     Ok((inc[inc.len() / 2], fin[fin.len() / 2]))
