@@ -336,6 +336,44 @@ mod tests {
         drop(n);
         let n = Node::open(dir.path(), g, Some(dev_key(0))).unwrap();
         assert_eq!(n.tip.height, 2);
+        assert!(n.synced);
         assert_eq!(n.ledger.account(&to).balance, Amount::xen(1_000_000).checked_add(Amount(5)).unwrap());
+    }
+
+    #[test]
+    fn imports_valid_blocks_and_refuses_conflicts_below_irreversible() {
+        let (da, db) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let g = dev_genesis(1, 1000);
+        let mut a = Node::open(da.path(), g.clone(), Some(dev_key(0))).unwrap();
+        let mut b = Node::open(db.path(), g.clone(), Some(dev_key(0))).unwrap();
+        let b1 = a.maybe_produce(10_000).unwrap().unwrap();
+        let b2 = a.maybe_produce(11_000).unwrap().unwrap();
+        assert_eq!(b.import_block(&b2, 11_000).unwrap(), Imported::NeedSync(1));
+        assert_eq!(b.import_block(&b1, 11_000).unwrap(), Imported::Applied);
+        assert_eq!(b.import_block(&b1, 11_000).unwrap(), Imported::Known);
+        assert_eq!(b.import_block(&b2, 11_000).unwrap(), Imported::Applied);
+        assert_eq!(b.tip, a.tip);
+        // a rival block at height 1 (another slot): height 1 is irreversible
+        let dir = tempfile::tempdir().unwrap();
+        let mut c = Node::open(dir.path(), g.clone(), Some(dev_key(0))).unwrap();
+        let rival = c.maybe_produce(10_500_000).unwrap().unwrap();
+        assert!(matches!(b.import_block(&rival, 10_500_000), Err(NodeError::Import(ImportError::BelowIrreversible { .. }))));
+        // a block from a key that does not own the slot
+        let mut forged = b2.clone();
+        forged.header.height = 3;
+        forged.header.parent = b.tip.hash;
+        forged.header.slot = 12;
+        let forged = Block::seal(forged.header, vec![], &dev_key(1));
+        assert!(matches!(b.import_block(&forged, 12_000), Err(NodeError::Import(ImportError::Invalid { .. }))));
+        // a tampered tx list
+        let mut t = a.maybe_produce(12_000).unwrap().unwrap();
+        let k = dev_key(3);
+        t.txs.push(Tx { chain_id: DEV_CHAIN_ID.into(), from: k.public(), nonce: 0, fee: Amount(1000), body: TxBody::RegisterDelegate }.sign(&k));
+        assert!(matches!(b.import_block(&t, 12_000), Err(NodeError::Import(ImportError::Invalid { .. }))));
+        // a block from the future
+        let b3 = a.store.block(3).unwrap().unwrap();
+        assert_eq!(b.import_block(&b3, 12_000).unwrap(), Imported::Applied);
+        let fut = a.maybe_produce(20_000).unwrap().unwrap();
+        assert!(matches!(b.import_block(&fut, 12_000), Err(NodeError::Import(ImportError::Invalid { .. }))));
     }
 }

@@ -236,3 +236,20 @@ async fn import(node: &SharedNode, blocks: Vec<Block>) -> anyhow::Result<()> {
     })
     .await?
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_secret_is_both_chain_key_and_peer_id() {
+        let k = SecretKey::from_seed("xencoin-dev-0");
+        let kp = libp2p_keypair(&k).unwrap();
+        let pk = kp.public().try_into_secp256k1().unwrap();
+        assert_eq!(pk.to_bytes(), k.public().to_bytes());
+        // and a chain signature verifies under the libp2p public key (same ECDSA over SHA-256)
+        let sig = k.sign(b"challenge");
+        let der = k256::ecdsa::Signature::from_slice(&sig.0).unwrap().to_der();
+        assert!(pk.verify(b"challenge", der.as_bytes()));
+    }
+}
