@@ -197,6 +197,16 @@ impl Ledger {
         self.accounts.get(a).cloned().unwrap_or_default()
     }
 
+    /// Marks every key of `self` and of `other` changed, so that replacing
+    /// `other`'s stored state by `self` rewrites (or removes) all of it.
+    pub fn mark_all_dirty(&mut self, other: &Ledger) {
+        let d = &mut self.dirty;
+        d.accounts.extend(self.accounts.keys().chain(other.accounts.keys()).copied());
+        d.channels.extend(self.channels.keys().chain(other.channels.keys()).copied());
+        d.anns.extend(self.anns.keys().chain(other.anns.keys()).copied());
+        d.delegates.extend(self.delegates.iter().chain(other.delegates.iter()).copied());
+    }
+
     /// Takes the set of keys changed since the last call.
     pub fn take_dirty(&mut self) -> Dirty {
         std::mem::take(&mut self.dirty)

@@ -132,6 +132,12 @@ pub struct Node {
     /// False while catching up from peers: a node that is behind must not
     /// produce on a stale head. Nodes without peers are always synced.
     pub synced: bool,
+    /// The state at `base` (the irreversible block, or the tip loaded at
+    /// start if higher), to rewind to when a longer branch wins.
+    base_state: Ledger,
+    base: Tip,
+    /// Our blocks above `base`, oldest first.
+    above: std::collections::VecDeque<Block>,
 }
 
 impl Node {
@@ -161,7 +167,11 @@ impl Node {
             }
         }
         let (events, _) = broadcast::channel(1024);
-        Ok(Node { ledger, store, mempool: Mempool::new(MempoolConfig::default()), tip, genesis, key, recent, events, max_block_txs: 5_000, synced: true })
+        let (base_state, base, above) = (ledger.clone(), tip.clone(), Default::default());
+        Ok(Node {
+            base_state,
+            base,
+            above, ledger, store, mempool: Mempool::new(MempoolConfig::default()), tip, genesis, key, recent, events, max_block_txs: 5_000, synced: true })
     }
 
     /// The head as clients see it.
@@ -239,6 +249,8 @@ impl Node {
         self.recent.drain(..(lib - self.tip.irreversible) as usize);
         self.tip = Tip { height: block.header.height, hash, slot: block.header.slot, irreversible: lib, genesis_ms: self.tip.genesis_ms };
         self.store.commit(&mut self.ledger, Some(block), &receipts, &self.tip)?;
+        self.above.push_back(block.clone());
+        self.advance_base(lib);
         for r in &receipts {
             self.mempool.remove(&r.tx);
         }
@@ -254,6 +266,51 @@ impl Node {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Moves the rewind base up to the irreversible height.
+    fn advance_base(&mut self, lib: u64) {
+        while self.above.front().is_some_and(|b| b.header.height <= lib) {
+            let b = self.above.pop_front().expect("checked");
+            if b.header.height <= self.base.height {
+                continue;
+            }
+            for t in &b.txs {
+                if let Err(e) = self.base_state.apply_verified(t) {
+                    // Cannot happen: the same block applied to the head state.
+                    tracing::error!(error = %e, "rewind base diverged; rewinding disabled until restart");
+                    self.base.height = u64::MAX;
+                    return;
+                }
+            }
+            self.base_state.finish_block(b.header.producer.address());
+            self.base_state.take_dirty();
+            self.base = Tip { height: b.header.height, hash: b.header.hash(), slot: b.header.slot, irreversible: b.header.height, genesis_ms: self.base.genesis_ms };
+        }
+    }
+
+    /// Drops our blocks above the base (never below the irreversible height):
+    /// state, blocks and receipts go back atomically; their txs return to the
+    /// mempool where still valid; production pauses until caught up.
+    pub fn rewind(&mut self) -> Result<(), NodeError> {
+        if self.base.height == u64::MAX || self.base.height < self.tip.irreversible {
+            return Ok(());
+        }
+        let dropped: Vec<Block> = self.above.drain(..).collect();
+        let dropped_txs: Vec<Hash32> = dropped.iter().flat_map(|b| b.txs.iter().map(|t| t.hash())).collect();
+        let mut state = self.base_state.clone();
+        state.mark_all_dirty(&self.ledger);
+        self.ledger = state;
+        let keep = self.base.height;
+        self.recent.truncate(keep.saturating_sub(self.tip.irreversible) as usize);
+        self.tip = Tip { height: keep, hash: self.base.hash, slot: self.base.slot, irreversible: self.tip.irreversible, genesis_ms: self.tip.genesis_ms };
+        self.store.commit_rewind(&mut self.ledger, keep, &dropped_txs, &self.tip)?;
+        tracing::warn!(to = keep, dropped = dropped.len(), "rewound to follow a longer branch");
+        for t in dropped.into_iter().flat_map(|b| b.txs) {
+            let _ = self.mempool.admit(&self.ledger, t);
+        }
+        self.synced = false;
         Ok(())
     }
 
@@ -282,6 +339,11 @@ impl Node {
             return Ok(Imported::NeedSync(self.tip.height + 1));
         }
         if b.header.parent != self.tip.hash {
+            // A longer branch than ours: rewind to the base and catch up on it.
+            if self.base.height < self.tip.height {
+                self.rewind()?;
+                return Ok(Imported::NeedSync(self.tip.height + 1));
+            }
             return Err(NodeError::Import(ImportError::Fork { hash, height: h, parent: b.header.parent }));
         }
         if b.header.slot <= self.tip.slot && self.tip.height > 0 {
@@ -375,5 +437,66 @@ mod tests {
         assert_eq!(b.import_block(&b3, 12_000).unwrap(), Imported::Applied);
         let fut = a.maybe_produce(20_000).unwrap().unwrap();
         assert!(matches!(b.import_block(&fut, 12_000), Err(NodeError::Import(ImportError::Invalid { .. }))));
+    }
+
+    /// Delivers `b` to every node except `skip`.
+    fn gossip(nodes: &mut [Node], b: &Block, now: u64, skip: &[usize]) {
+        for (i, n) in nodes.iter_mut().enumerate() {
+            if !skip.contains(&i) && n.tip.height < b.header.height {
+                n.import_block(b, now).unwrap();
+            }
+        }
+    }
+
+    #[test]
+    fn a_node_on_a_losing_branch_rewinds_and_follows_the_longer_one() {
+        let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
+        let g = dev_genesis(4, 1000);
+        let mut nodes: Vec<Node> = (0..4).map(|i| Node::open(dirs[i].path(), g.clone(), Some(dev_key(i))).unwrap()).collect();
+        let schedule = dpos::schedule(&nodes[0].ledger);
+        let owner = |slot: u64| (0..4).find(|i| dev_key(*i).address() == schedule[(slot % 4) as usize]).unwrap();
+        // slots 100..=107: everyone hears everything
+        for slot in 100..108u64 {
+            let now = slot * 1000;
+            let b = nodes[owner(slot)].maybe_produce(now).unwrap().unwrap();
+            gossip(&mut nodes, &b, now, &[owner(slot)]);
+        }
+        let lib = nodes[0].tip.irreversible;
+        assert!(lib >= 5, "lib {lib}");
+        // slot 108: its producer X is cut off; it has a tx only it includes
+        let x = owner(108);
+        let k = dev_key(9);
+        let t = Tx { chain_id: DEV_CHAIN_ID.into(), from: k.public(), nonce: 0, fee: Amount(1000), body: TxBody::RegisterDelegate }.sign(&k);
+        { let n = &mut nodes[x]; n.mempool.admit(&n.ledger, t.clone()).unwrap(); }
+        let lost = nodes[x].maybe_produce(108_000).unwrap().unwrap();
+        // slots 109, 110: the others build without it
+        let mut branch = Vec::new();
+        for slot in 109..111u64 {
+            let now = slot * 1000;
+            let b = nodes[owner(slot)].maybe_produce(now).unwrap().unwrap();
+            gossip(&mut nodes, &b, now, &[owner(slot), x]);
+            branch.push(b);
+        }
+        // X hears the longer branch: the equal-height rival is refused, the next one rewinds it
+        assert!(matches!(nodes[x].import_block(&branch[0], 111_000), Err(NodeError::Import(ImportError::Fork { .. }))));
+        let Imported::NeedSync(from) = nodes[x].import_block(&branch[1], 111_000).unwrap() else { panic!("expected a rewind") };
+        assert!(from <= lost.header.height && from > lib, "rewound to {from}, never below irreversible {lib}");
+        assert!(!nodes[x].synced);
+        assert!(nodes[x].store.receipt(&t.hash()).unwrap().is_none(), "receipt of the dropped block is gone");
+        assert!(nodes[x].mempool.get(&t.hash()).is_some(), "its tx is back in the mempool");
+        let other = (x + 1) % 4;
+        for h in from..=nodes[other].tip.height {
+            let b = nodes[other].store.block(h).unwrap().unwrap();
+            assert_eq!(nodes[x].import_block(&b, 111_000).unwrap(), Imported::Applied);
+        }
+        assert_eq!(nodes[x].tip, nodes[other].tip);
+        assert_eq!(nodes[x].ledger.accounts, nodes[other].ledger.accounts);
+        assert!(nodes[x].tip.irreversible >= lib);
+        // and the rewound state is what is stored
+        let tip = nodes[x].tip.clone();
+        drop(nodes);
+        let n = Node::open(dirs[x].path(), g, Some(dev_key(x))).unwrap();
+        assert_eq!(n.tip, tip);
+        assert_eq!(n.store.block(tip.height + 1).unwrap(), None);
     }
 }

@@ -83,6 +83,23 @@ impl Store {
     /// Writes the state changed since the last commit, `block` (if any) with
     /// its receipts, and the tip, in one atomic transaction.
     pub fn commit(&self, ledger: &mut Ledger, block: Option<&Block>, receipts: &[Receipt], tip: &Tip) -> Result<(), StoreError> {
+        self.commit_inner(ledger, block, receipts, None, tip)
+    }
+
+    /// Rewinds: drops the blocks above `keep_height` and the receipts of
+    /// `dropped_txs`, and writes the rewound state and tip, in one atomic transaction.
+    pub fn commit_rewind(&self, ledger: &mut Ledger, keep_height: u64, dropped_txs: &[Hash32], tip: &Tip) -> Result<(), StoreError> {
+        self.commit_inner(ledger, None, &[], Some((keep_height, dropped_txs)), tip)
+    }
+
+    fn commit_inner(
+        &self,
+        ledger: &mut Ledger,
+        block: Option<&Block>,
+        receipts: &[Receipt],
+        rewind: Option<(u64, &[Hash32])>,
+        tip: &Tip,
+    ) -> Result<(), StoreError> {
         let dirty = ledger.take_dirty();
         let w = self.db.begin_write().map_err(|e| self.err(e))?;
         {
@@ -114,6 +131,14 @@ impl Store {
             for d in &dirty.delegates {
                 let r = if ledger.delegates.contains(d) { t.insert(&d.0[..], &[][..]).map(|_| ()) } else { t.remove(&d.0[..]).map(|_| ()) };
                 r.map_err(|e| self.err(e))?;
+            }
+            if let Some((keep, dropped)) = rewind {
+                let mut t = w.open_table(BLOCKS).map_err(|e| self.err(e))?;
+                t.retain_in((keep + 1).., |_, _| false).map_err(|e| self.err(e))?;
+                let mut t = w.open_table(RECEIPTS).map_err(|e| self.err(e))?;
+                for h in dropped {
+                    t.remove(&h.0[..]).map_err(|e| self.err(e))?;
+                }
             }
             if let Some(b) = block {
                 let mut t = w.open_table(BLOCKS).map_err(|e| self.err(e))?;
