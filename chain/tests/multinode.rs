@@ -125,6 +125,21 @@ fn four_delegates_take_turns_agree_skip_a_dead_one_and_catch_it_up() {
         producers.insert(producer(&b0));
     }
     assert_eq!(producers.len(), 4, "all four delegates produced");
+    // a tx submitted to one node is gossiped, included by whoever owns the slot, and final everywhere
+    let k = zennet_protocol::keys::SecretKey::from_seed("xencoin-dev-6");
+    let to = zennet_protocol::keys::SecretKey::from_seed("xencoin-dev-7").address();
+    let tx = zennet_protocol::tx::Tx {
+        chain_id: "xen-dev-1".into(),
+        from: k.public(),
+        nonce: 0,
+        fee: zennet_protocol::Amount(1000),
+        body: zennet_protocol::tx::TxBody::Transfer { to, amount: zennet_protocol::Amount(77) },
+    }
+    .sign(&k);
+    let hash = rpc(d(&nodes, 1), "xen_submitTx", json!([tx]));
+    wait_for("tx irreversible on every node", 40, || {
+        (0..4).all(|i| rpc(d(&nodes, i), "xen_getTx", json!([hash]))["status"] == "irreversible")
+    });
     // SIGKILL delegate 3 at an arbitrary point; the other three keep finalising
     drop(nodes[3].take()); // Drop kills (SIGKILL) and reaps
     let (_, lib0) = head(nodes[0].as_ref().unwrap());
