@@ -138,6 +138,8 @@ pub struct Node {
     base: Tip,
     /// Our blocks above `base`, oldest first.
     above: std::collections::VecDeque<Block>,
+    /// Timestamp and tx count of the head block (0 until one is made or imported here).
+    head_meta: (u64, usize),
 }
 
 impl Node {
@@ -171,12 +173,14 @@ impl Node {
         Ok(Node {
             base_state,
             base,
-            above, ledger, store, mempool: Mempool::new(MempoolConfig::default()), tip, genesis, key, recent, events, max_block_txs: 5_000, synced: true })
+            above,
+            head_meta: (0, 0), ledger, store, mempool: Mempool::new(MempoolConfig::default()), tip, genesis, key, recent, events, max_block_txs: 5_000, synced: true })
     }
 
     /// The head as clients see it.
     pub fn head(&self) -> HeadInfo {
-        HeadInfo { height: self.tip.height, hash: self.tip.hash, slot: self.tip.slot, timestamp_ms: 0, irreversible_height: self.tip.irreversible, txs: 0 }
+        let (timestamp_ms, txs) = self.head_meta;
+        HeadInfo { height: self.tip.height, hash: self.tip.hash, slot: self.tip.slot, timestamp_ms, irreversible_height: self.tip.irreversible, txs }
     }
 
     /// The slot at `now_ms`.
@@ -255,10 +259,8 @@ impl Node {
             self.mempool.remove(&r.tx);
         }
         self.mempool.prune(&self.ledger);
-        let mut head = self.head();
-        head.timestamp_ms = block.header.timestamp_ms;
-        head.txs = block.txs.len();
-        let _ = self.events.send(Event::Head(head));
+        self.head_meta = (block.header.timestamp_ms, block.txs.len());
+        let _ = self.events.send(Event::Head(self.head()));
         for r in &receipts {
             if let Some(id) = r.effect.announcement {
                 if let Some(a) = self.ledger.anns.get(&id) {
@@ -305,6 +307,7 @@ impl Node {
         let keep = self.base.height;
         self.recent.truncate(keep.saturating_sub(self.tip.irreversible) as usize);
         self.tip = Tip { height: keep, hash: self.base.hash, slot: self.base.slot, irreversible: self.tip.irreversible, genesis_ms: self.tip.genesis_ms };
+        self.head_meta = (0, 0);
         self.store.commit_rewind(&mut self.ledger, keep, &dropped_txs, &self.tip)?;
         tracing::warn!(to = keep, dropped = dropped.len(), "rewound to follow a longer branch");
         for t in dropped.into_iter().flat_map(|b| b.txs) {
