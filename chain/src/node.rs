@@ -127,7 +127,7 @@ pub struct Node {
     /// Producers of the blocks above the irreversible height, oldest first.
     recent: Vec<Address>,
     pub events: broadcast::Sender<Event>,
-    /// Most txs per block.
+    /// Most txs per block (keeps a block under the gossip bound).
     pub max_block_txs: usize,
     /// False while catching up from peers: a node that is behind must not
     /// produce on a stale head. Nodes without peers are always synced.

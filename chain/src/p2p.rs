@@ -23,13 +23,14 @@ use std::time::Duration;
 use zennet_protocol::keys::SecretKey;
 use zennet_protocol::tx::SignedTx;
 
-/// Largest gossip message (a full block).
-pub const MAX_GOSSIP_BYTES: usize = 4 << 20;
+/// Largest gossip message: a full block (5000 txs of at most ~1.5 KB of JSON each).
+pub const MAX_GOSSIP_BYTES: usize = 8 << 20;
 /// Most blocks in one sync response.
 pub const MAX_SYNC_BLOCKS: u32 = 64;
-/// Largest sync request / response.
+/// Largest sync request.
 pub const MAX_SYNC_REQUEST_BYTES: u64 = 1024;
-pub const MAX_SYNC_RESPONSE_BYTES: u64 = 16 << 20;
+/// Largest sync response.
+pub const MAX_SYNC_RESPONSE_BYTES: u64 = 24 << 20;
 
 /// What failed in networking.
 #[derive(Debug, thiserror::Error)]
@@ -180,10 +181,18 @@ pub async fn run(node: SharedNode, key: SecretKey, cfg: P2pConfig) -> anyhow::Re
                         let resp = {
                             let n = node.lock().unwrap_or_else(|p| p.into_inner());
                             let mut out = Vec::new();
+                            let mut bytes = 0usize;
                             let max = request.max.min(MAX_SYNC_BLOCKS) as u64;
                             for h in request.from..request.from.saturating_add(max) {
                                 match n.store.block(h) {
-                                    Ok(Some(b)) => out.push(b),
+                                    Ok(Some(b)) => {
+                                        // stay under the response bound (a block is at most MAX_GOSSIP_BYTES)
+                                        bytes += serde_json::to_vec(&b).map(|v| v.len()).unwrap_or(usize::MAX / 2);
+                                        if bytes > MAX_SYNC_RESPONSE_BYTES as usize - MAX_GOSSIP_BYTES && !out.is_empty() {
+                                            break;
+                                        }
+                                        out.push(b);
+                                    }
                                     _ => break,
                                 }
                             }
@@ -193,7 +202,7 @@ pub async fn run(node: SharedNode, key: SecretKey, cfg: P2pConfig) -> anyhow::Re
                     }
                     request_response::Message::Response { response, .. } => {
                         sync_in_flight = false;
-                        let caught_up = response.blocks.len() < MAX_SYNC_BLOCKS as usize;
+                        let caught_up = response.blocks.last().map_or(true, |b| b.header.height >= response.head);
                         import(&node, response.blocks).await?;
                         let mut n = node.lock().unwrap_or_else(|p| p.into_inner());
                         if caught_up && n.tip.height >= response.head && !n.synced {

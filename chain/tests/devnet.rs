@@ -118,6 +118,9 @@ fn dev_node_includes_finalises_and_refuses_replays() {
     assert!(err.contains("wrong chain id"), "{err}");
     // malformed params are refused before use
     assert!(d.call("xen_getAccount", json!(["xen1notanaddress"])).is_err());
+    // oversized request bodies are refused before parsing
+    let huge = "x".repeat(300 * 1024);
+    assert!(d.call("xen_getAccount", json!([huge])).is_err());
     let head = d.call("xen_head", json!([])).unwrap();
     assert!(head["irreversible_height"].as_u64().unwrap() >= status["receipt"]["height"].as_u64().unwrap());
 }
