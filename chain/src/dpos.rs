@@ -234,9 +234,8 @@ mod tests {
         let s = addrs(4);
         let mut t = ForkTree::new(genesis(), 4);
         let mut parent = h(0);
-        let mut height = 0;
-        for slot in [1u64, 3, 4, 5, 7, 8] {
-            height += 1;
+        for (i, slot) in [1u64, 3, 4, 5, 7, 8].into_iter().enumerate() {
+            let height = i as u64 + 1;
             t.insert(BlockRef { hash: h(slot), parent, height, slot, producer: producer_of(&s, slot).unwrap() }, &s).unwrap();
             parent = h(slot);
         }

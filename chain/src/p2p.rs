@@ -202,7 +202,7 @@ pub async fn run(node: SharedNode, key: SecretKey, cfg: P2pConfig) -> anyhow::Re
                     }
                     request_response::Message::Response { response, .. } => {
                         sync_in_flight = false;
-                        let caught_up = response.blocks.last().map_or(true, |b| b.header.height >= response.head);
+                        let caught_up = response.blocks.last().is_none_or(|b| b.header.height >= response.head);
                         import(&node, response.blocks).await?;
                         let mut n = node.lock().unwrap_or_else(|p| p.into_inner());
                         if caught_up && n.tip.height >= response.head && !n.synced {
