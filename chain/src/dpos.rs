@@ -2,7 +2,9 @@
 //! irreversible, and which fork to follow.
 //!
 //! * Schedule: the top `max_producers` registered delegates by stake-weighted
-//!   votes (ties broken by address), in address order. Slot `s` belongs to
+//!   votes (ties broken by address), in address order. A delegate nobody
+//!   backs (zero votes) is never scheduled, so registering alone cannot
+//!   stall the chain with empty slots. Slot `s` belongs to
 //!   `schedule[s % len]`; a producer that misses its slot is simply skipped:
 //!   the next slot's producer builds on the head it has.
 //! * Irreversibility (the Graphene/EOSIO rule): a block is irreversible once
@@ -34,7 +36,7 @@ pub enum DposError {
 
 /// The producer schedule computed from the ledger.
 pub fn schedule(ledger: &Ledger) -> Vec<Address> {
-    let mut ranked: Vec<(u128, Address)> = ledger.tally().into_iter().map(|(a, w)| (w, a)).collect();
+    let mut ranked: Vec<(u128, Address)> = ledger.tally().into_iter().filter(|(_, w)| *w > 0).map(|(a, w)| (w, a)).collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
     let mut top: Vec<Address> = ranked.into_iter().take(ledger.params.max_producers).map(|(_, a)| a).collect();
     top.sort();
@@ -278,6 +280,38 @@ mod tests {
         t.insert(alt2, &s).unwrap();
         t.insert(alt3, &s).unwrap();
         assert_eq!(t.head().hash, h(102));
+    }
+
+    #[test]
+    fn schedule_is_by_stake_and_skips_unbacked_delegates() {
+        use crate::ledger::{ChainParams, Ledger};
+        use zennet_protocol::tx::{Tx, TxBody};
+        use zennet_protocol::Amount;
+        let p = ChainParams {
+            chain_id: "t".into(),
+            initial_block_reward: Amount(0),
+            halving_interval: 100,
+            producer_fee_share_bps: 0,
+            min_fee: Amount(1),
+            max_producers: 2,
+            slot_ms: 1000,
+        };
+        let k = |i: u32| SecretKey::from_seed(&format!("s{i}"));
+        let bal: Vec<_> = (0..4).map(|i| (k(i).address(), Amount(100 * (i as u64 + 1)))).collect();
+        let mut l = Ledger::genesis(p, &bal, &[k(0).address(), k(1).address()]);
+        let mut expect = vec![k(0).address(), k(1).address()];
+        expect.sort();
+        assert_eq!(schedule(&l), expect, "genesis delegates back themselves");
+        // k2 registers but nobody votes for it: not scheduled
+        let reg = Tx { chain_id: "t".into(), from: k(2).public(), nonce: 0, fee: Amount(1), body: TxBody::RegisterDelegate }.sign(&k(2));
+        l.apply_tx(&reg).unwrap();
+        assert_eq!(schedule(&l), expect);
+        // k3 (stake 400) votes for k2: k2 outranks k0 (stake 100) in a schedule of 2
+        let vote = Tx { chain_id: "t".into(), from: k(3).public(), nonce: 0, fee: Amount(1), body: TxBody::Vote { delegate: k(2).address() } }.sign(&k(3));
+        l.apply_tx(&vote).unwrap();
+        let mut expect = vec![k(1).address(), k(2).address()];
+        expect.sort();
+        assert_eq!(schedule(&l), expect);
     }
 
     #[test]

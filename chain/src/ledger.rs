@@ -166,7 +166,7 @@ fn add(a: Amount, b: Amount) -> Result<Amount, TxError> {
 }
 
 impl Ledger {
-    /// Genesis: prefunded balances and initial delegates.
+    /// Genesis: prefunded balances and initial delegates (each funded one votes for itself).
     pub fn genesis(params: ChainParams, balances: &[(Address, Amount)], delegates: &[Address]) -> Ledger {
         let mut l = Ledger {
             params,
@@ -188,6 +188,10 @@ impl Ledger {
         for d in delegates {
             l.delegates.insert(*d);
             l.dirty.delegates.insert(*d);
+            // A funded genesis delegate backs itself, so the initial schedule has stake.
+            if let Some(acc) = l.accounts.get_mut(d) {
+                acc.vote = Some(*d);
+            }
         }
         l
     }
