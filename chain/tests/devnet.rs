@@ -167,3 +167,99 @@ fn sigkill_at_any_point_loses_no_irreversible_block() {
     // every included transfer moved exactly 1 base unit from a to b
     assert_eq!(bal_b, Amount::xen(1_000_000).0 + nonce_now);
 }
+
+/// A minimal WebSocket client (RFC 6455 text frames), enough to test subscriptions.
+struct Ws(TcpStream);
+
+impl Ws {
+    fn connect(addr: SocketAddr) -> Ws {
+        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
+        s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+        write!(s, "GET / HTTP/1.1\r\nHost: {addr}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n").unwrap();
+        let mut head = Vec::new();
+        let mut b = [0u8; 1];
+        while !head.ends_with(b"\r\n\r\n") {
+            s.read_exact(&mut b).unwrap();
+            head.push(b[0]);
+        }
+        assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        Ws(s)
+    }
+
+    fn send(&mut self, v: &Value) {
+        let p = v.to_string().into_bytes();
+        let mut f = vec![0x81u8];
+        if p.len() < 126 {
+            f.push(0x80 | p.len() as u8);
+        } else {
+            f.push(0x80 | 126);
+            f.extend_from_slice(&(p.len() as u16).to_be_bytes());
+        }
+        let mask = [1u8, 2, 3, 4];
+        f.extend_from_slice(&mask);
+        f.extend(p.iter().enumerate().map(|(i, c)| c ^ mask[i % 4]));
+        self.0.write_all(&f).unwrap();
+    }
+
+    fn recv(&mut self) -> Value {
+        let mut h = [0u8; 2];
+        self.0.read_exact(&mut h).unwrap();
+        let len = match h[1] & 0x7f {
+            126 => {
+                let mut l = [0u8; 2];
+                self.0.read_exact(&mut l).unwrap();
+                u16::from_be_bytes(l) as usize
+            }
+            127 => {
+                let mut l = [0u8; 8];
+                self.0.read_exact(&mut l).unwrap();
+                u64::from_be_bytes(l) as usize
+            }
+            n => n as usize,
+        };
+        let mut p = vec![0u8; len];
+        self.0.read_exact(&mut p).unwrap();
+        if h[0] & 0x0f != 1 {
+            return self.recv(); // skip pings and other control frames
+        }
+        serde_json::from_slice(&p).unwrap()
+    }
+}
+
+#[test]
+fn websocket_subscriptions_deliver_heads_and_matching_announcements() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = Daemon::start(dir.path());
+    let mut ws = Ws::connect(d.rpc);
+    ws.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "xen_subscribeNewHeads", "params": []}));
+    let id = ws.recv(); assert!(id["result"].is_u64() || id["result"].is_string(), "subscription id: {id}");
+    let n = ws.recv();
+    assert_eq!(n["method"], "xen_newHead");
+    assert!(n["params"]["result"]["height"].as_u64().unwrap() >= 1);
+
+    let mut anns = Ws::connect(d.rpc);
+    anns.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "xen_subscribeAnnouncements", "params": [{"max_memory_bytes": 1u64 << 30}]}));
+    let id = anns.recv(); assert!(!id["result"].is_null(), "subscription id: {id}");
+    let k = dev_key(4);
+    for (nonce, memory) in [(0u64, 8u64 << 30), (1, 512 << 20)] {
+        let t = Tx {
+            chain_id: "xen-dev-1".into(),
+            from: k.public(),
+            nonce,
+            fee: Amount(1000),
+            body: TxBody::Announce {
+                job_id: format!("job-{nonce}"),
+                requirements: zennet_protocol::tx::Requirements { count: 1, memory_bytes: memory, cpu_millicores: 1000, disk_bytes: 1 << 30, image: "debian".into() },
+                endpoint: "/ip4/127.0.0.1/tcp/4001".into(),
+                price_ceiling: Amount(5),
+                expiry_height: 1_000_000,
+            },
+        };
+        d.call("xen_submitTx", json!([t.sign(&k)])).unwrap();
+    }
+    let a = anns.recv();
+    assert_eq!(a["method"], "xen_announcement");
+    assert_eq!(a["params"]["result"]["job_id"], "job-1", "only the announcement that fits 1 GiB");
+    let listed = d.call("xen_getAnnouncements", json!([{"max_memory_bytes": 1u64 << 30}])).unwrap();
+    assert_eq!(listed.as_array().unwrap().len(), 1);
+}
