@@ -29,16 +29,28 @@ fn apply_tps() -> anyhow::Result<f64> {
     const SENDERS: usize = 2000;
     const PER_SENDER: u64 = 10;
     let dir = tempfile::tempdir()?;
-    let keys: Vec<SecretKey> = (0..SENDERS).map(|i| SecretKey::from_seed(&format!("bench-{i}"))).collect();
+    let keys: Vec<SecretKey> = (0..SENDERS)
+        .map(|i| SecretKey::from_seed(&format!("bench-{i}")))
+        .collect();
     let mut g = dev_genesis(1, 1000);
-    g.balances.extend(keys.iter().map(|k| (k.address(), Amount::xen(10))));
+    g.balances
+        .extend(keys.iter().map(|k| (k.address(), Amount::xen(10))));
     let mut node = Node::open(dir.path(), g, Some(dev_key(0)))?;
     node.max_block_txs = 5000;
     let to = dev_key(5).address();
     let mut txs = Vec::with_capacity(SENDERS * PER_SENDER as usize);
     for n in 0..PER_SENDER {
         for k in &keys {
-            let t = Tx { chain_id: DEV_CHAIN_ID.into(), from: k.public(), nonce: n, fee: Amount(1000), body: TxBody::Transfer { to, amount: Amount(1) } };
+            let t = Tx {
+                chain_id: DEV_CHAIN_ID.into(),
+                from: k.public(),
+                nonce: n,
+                fee: Amount(1000),
+                body: TxBody::Transfer {
+                    to,
+                    amount: Amount(1),
+                },
+            };
             txs.push(t.sign(k));
         }
     }
@@ -62,7 +74,15 @@ fn apply_tps() -> anyhow::Result<f64> {
 fn verify_per_s() -> f64 {
     let k = SecretKey::from_seed("bench-publisher");
     let vs: Vec<_> = (0..1000u64)
-        .map(|i| Voucher { chain_id: DEV_CHAIN_ID.into(), channel: Hash32([3; 32]), cumulative: Amount(i * 7), nonce: i }.sign(&k))
+        .map(|i| {
+            Voucher {
+                chain_id: DEV_CHAIN_ID.into(),
+                channel: Hash32([3; 32]),
+                cumulative: Amount(i * 7),
+                nonce: i,
+            }
+            .sign(&k)
+        })
         .collect();
     // Per core: divide by this thread's CPU time, so other load on the
     // machine does not count against the figure.
@@ -79,7 +99,10 @@ fn verify_per_s() -> f64 {
 }
 
 fn thread_cpu_secs() -> f64 {
-    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    let mut ts = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
     // SAFETY: clock_gettime writes one timespec we own.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
     ts.tv_sec as f64 + ts.tv_nsec as f64 * 1e-9
@@ -95,9 +118,14 @@ impl Drop for ChildGuard {
     }
 }
 
-fn rpc(addr: std::net::SocketAddr, method: &str, params: serde_json::Value) -> anyhow::Result<serde_json::Value> {
+fn rpc(
+    addr: std::net::SocketAddr,
+    method: &str,
+    params: serde_json::Value,
+) -> anyhow::Result<serde_json::Value> {
     use std::io::{Read, Write};
-    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let body = serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params})
+        .to_string();
     let mut s = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
     s.set_read_timeout(Some(Duration::from_secs(10)))?;
     write!(s, "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
@@ -114,7 +142,11 @@ fn rpc(addr: std::net::SocketAddr, method: &str, params: serde_json::Value) -> a
 /// on loopback with 1 s slots: `xencoind --dev --validators 4` as a child.
 fn latency() -> anyhow::Result<(u64, u64)> {
     let dir = tempfile::tempdir()?;
-    let free = || -> anyhow::Result<u16> { Ok(std::net::TcpListener::bind("127.0.0.1:0")?.local_addr()?.port()) };
+    let free = || -> anyhow::Result<u16> {
+        Ok(std::net::TcpListener::bind("127.0.0.1:0")?
+            .local_addr()?
+            .port())
+    };
     // four consecutive ports each for RPC and p2p, from a random base
     let base = 20_000 + (free()? % 20_000);
     let child = std::process::Command::new(std::env::current_exe()?)
@@ -129,8 +161,14 @@ fn latency() -> anyhow::Result<(u64, u64)> {
     let _guard = ChildGuard(child);
     let node0: std::net::SocketAddr = format!("127.0.0.1:{base}").parse()?;
     let start = Instant::now();
-    while rpc(node0, "xen_head", serde_json::json!([])).map(|h| h["irreversible_height"].as_u64().unwrap_or(0) < 2).unwrap_or(true) {
-        anyhow::ensure!(start.elapsed() < Duration::from_secs(60), "4-delegate devnet did not start finalising");
+    while rpc(node0, "xen_head", serde_json::json!([]))
+        .map(|h| h["irreversible_height"].as_u64().unwrap_or(0) < 2)
+        .unwrap_or(true)
+    {
+        anyhow::ensure!(
+            start.elapsed() < Duration::from_secs(60),
+            "4-delegate devnet did not start finalising"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let k = dev_key(7);
@@ -138,7 +176,17 @@ fn latency() -> anyhow::Result<(u64, u64)> {
     for i in 0..8u64 {
         // spread submissions over the slot
         std::thread::sleep(Duration::from_millis(137 * i % 1000 + 50));
-        let t = Tx { chain_id: DEV_CHAIN_ID.into(), from: k.public(), nonce: i, fee: Amount(1000), body: TxBody::Transfer { to: dev_key(8).address(), amount: Amount(1) } }.sign(&k);
+        let t = Tx {
+            chain_id: DEV_CHAIN_ID.into(),
+            from: k.public(),
+            nonce: i,
+            fee: Amount(1000),
+            body: TxBody::Transfer {
+                to: dev_key(8).address(),
+                amount: Amount(1),
+            },
+        }
+        .sign(&k);
         let t0 = Instant::now();
         let h = rpc(node0, "xen_submitTx", serde_json::json!([t]))?;
         let mut included = None;
@@ -156,7 +204,10 @@ fn latency() -> anyhow::Result<(u64, u64)> {
                 }
                 _ => {}
             }
-            anyhow::ensure!(t0.elapsed() < Duration::from_secs(30), "tx not finalised in 30 s");
+            anyhow::ensure!(
+                t0.elapsed() < Duration::from_secs(30),
+                "tx not finalised in 30 s"
+            );
         }
         inc.push(included.unwrap_or_default());
     }

@@ -69,7 +69,10 @@ impl Block {
 
     /// Checks the producer's signature and the tx root.
     pub fn verify(&self) -> bool {
-        self.header.producer.verify(&self.header.signing_bytes(), &self.sig).is_ok()
+        self.header
+            .producer
+            .verify(&self.header.signing_bytes(), &self.sig)
+            .is_ok()
             && tx_root(&self.txs) == self.header.tx_root
     }
 }

@@ -4,8 +4,8 @@
 use crate::node::{dev_genesis, dev_key, Genesis, Node};
 use crate::p2p::P2pConfig;
 use crate::rpc;
-use libp2p::Multiaddr;
 use anyhow::Context;
+use libp2p::Multiaddr;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -29,14 +29,21 @@ pub struct DaemonConfig {
 
 /// Milliseconds since the Unix epoch.
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Reads a hex secret key file.
 pub fn read_key_file(path: &PathBuf) -> anyhow::Result<SecretKey> {
-    let s = std::fs::read_to_string(path).with_context(|| format!("reading key file {}", path.display()))?;
-    let b = hex::decode(s.trim()).with_context(|| format!("key file {} is not hex", path.display()))?;
-    let arr: [u8; 32] = b.try_into().map_err(|_| anyhow::anyhow!("key file {} must hold 32 bytes", path.display()))?;
+    let s = std::fs::read_to_string(path)
+        .with_context(|| format!("reading key file {}", path.display()))?;
+    let b =
+        hex::decode(s.trim()).with_context(|| format!("key file {} is not hex", path.display()))?;
+    let arr: [u8; 32] = b
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("key file {} must hold 32 bytes", path.display()))?;
     SecretKey::from_bytes(&arr).with_context(|| format!("key file {}", path.display()))
 }
 
@@ -61,12 +68,23 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
                 // data_dir/node-i, RPC port + i and p2p port + i on loopback.
                 let base = p2p_port(&cfg.p2p_listen).unwrap_or(30333);
                 for i in 0..n {
-                    let addr = |j: usize| -> Multiaddr { format!("/ip4/127.0.0.1/tcp/{}", base + j as u16).parse().expect("valid multiaddr") };
+                    let addr = |j: usize| -> Multiaddr {
+                        format!("/ip4/127.0.0.1/tcp/{}", base + j as u16)
+                            .parse()
+                            .expect("valid multiaddr")
+                    };
                     specs.push(NodeSpec {
                         genesis: genesis.clone(),
                         key: Some(dev_key(i)),
                         data_dir: cfg.data_dir.join(format!("node-{i}")),
-                        rpc_addr: SocketAddr::new(cfg.rpc_addr.ip(), if cfg.rpc_addr.port() == 0 { 0 } else { cfg.rpc_addr.port() + i as u16 }),
+                        rpc_addr: SocketAddr::new(
+                            cfg.rpc_addr.ip(),
+                            if cfg.rpc_addr.port() == 0 {
+                                0
+                            } else {
+                                cfg.rpc_addr.port() + i as u16
+                            },
+                        ),
                         p2p_listen: Some(addr(i)),
                         peers: (0..n).filter(|j| *j != i).map(addr).collect(),
                     });
@@ -82,11 +100,23 @@ pub async fn run(cfg: DaemonConfig) -> anyhow::Result<()> {
             }),
         }
     } else {
-        let path = cfg.genesis.clone().context("give --dev, or --genesis FILE (and --key-file FILE to produce)")?;
-        let text = std::fs::read_to_string(&path).with_context(|| format!("reading genesis {}", path.display()))?;
-        let genesis: Genesis = serde_json::from_str(&text).with_context(|| format!("parsing genesis {}", path.display()))?;
+        let path = cfg
+            .genesis
+            .clone()
+            .context("give --dev, or --genesis FILE (and --key-file FILE to produce)")?;
+        let text = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading genesis {}", path.display()))?;
+        let genesis: Genesis = serde_json::from_str(&text)
+            .with_context(|| format!("parsing genesis {}", path.display()))?;
         let key = cfg.key_file.as_ref().map(read_key_file).transpose()?;
-        specs.push(NodeSpec { genesis, key, data_dir: cfg.data_dir.clone(), rpc_addr: cfg.rpc_addr, p2p_listen: cfg.p2p_listen.clone(), peers: cfg.peers.clone() });
+        specs.push(NodeSpec {
+            genesis,
+            key,
+            data_dir: cfg.data_dir.clone(),
+            rpc_addr: cfg.rpc_addr,
+            p2p_listen: cfg.p2p_listen.clone(),
+            peers: cfg.peers.clone(),
+        });
     }
     let mut nodes = tokio::task::JoinSet::new();
     for spec in specs {
@@ -128,8 +158,16 @@ async fn run_node(spec: NodeSpec) -> anyhow::Result<()> {
     println!("xencoind: rpc listening on http://{addr}");
     let p2p = match (&spec.p2p_listen, &spec.key) {
         (Some(listen), Some(key)) => {
-            let cfg = P2pConfig { listen: listen.clone(), peers: spec.peers.clone(), chain_id };
-            Some(tokio::spawn(crate::p2p::run(shared.clone(), key.clone(), cfg)))
+            let cfg = P2pConfig {
+                listen: listen.clone(),
+                peers: spec.peers.clone(),
+                chain_id,
+            };
+            Some(tokio::spawn(crate::p2p::run(
+                shared.clone(),
+                key.clone(),
+                cfg,
+            )))
         }
         (None, _) if !spec.peers.is_empty() => anyhow::bail!("--peer needs --p2p-listen"),
         _ => None,
@@ -146,7 +184,12 @@ async fn run_node(spec: NodeSpec) -> anyhow::Result<()> {
             })
             .await;
             match r {
-                Ok(Ok(Some(b))) => tracing::info!(height = b.header.height, slot = b.header.slot, txs = b.txs.len(), "produced block"),
+                Ok(Ok(Some(b))) => tracing::info!(
+                    height = b.header.height,
+                    slot = b.header.slot,
+                    txs = b.txs.len(),
+                    "produced block"
+                ),
                 Ok(Ok(None)) => {}
                 Ok(Err(e)) => return Err(anyhow::anyhow!("producing a block: {e}")),
                 Err(e) => return Err(anyhow::anyhow!("producer task: {e}")),

@@ -27,18 +27,35 @@ pub enum DposError {
     #[error("block {hash} has unknown parent {parent}")]
     UnknownParent { hash: Hash32, parent: Hash32 },
     #[error("block {hash} at slot {slot} is not by the slot's producer {expected}")]
-    WrongProducer { hash: Hash32, slot: u64, expected: Address },
+    WrongProducer {
+        hash: Hash32,
+        slot: u64,
+        expected: Address,
+    },
     #[error("block {hash} at slot {slot} is not after its parent's slot {parent_slot}")]
-    SlotNotAfterParent { hash: Hash32, slot: u64, parent_slot: u64 },
+    SlotNotAfterParent {
+        hash: Hash32,
+        slot: u64,
+        parent_slot: u64,
+    },
     #[error("the schedule is empty: no registered delegates")]
     EmptySchedule,
 }
 
 /// The producer schedule computed from the ledger.
 pub fn schedule(ledger: &Ledger) -> Vec<Address> {
-    let mut ranked: Vec<(u128, Address)> = ledger.tally().into_iter().filter(|(_, w)| *w > 0).map(|(a, w)| (w, a)).collect();
+    let mut ranked: Vec<(u128, Address)> = ledger
+        .tally()
+        .into_iter()
+        .filter(|(_, w)| *w > 0)
+        .map(|(a, w)| (w, a))
+        .collect();
     ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
-    let mut top: Vec<Address> = ranked.into_iter().take(ledger.params.max_producers).map(|(_, a)| a).collect();
+    let mut top: Vec<Address> = ranked
+        .into_iter()
+        .take(ledger.params.max_producers)
+        .map(|(_, a)| a)
+        .collect();
     top.sort();
     top
 }
@@ -97,7 +114,11 @@ pub struct ForkTree {
 impl ForkTree {
     /// Starts from an irreversible block.
     pub fn new(lib: BlockRef, schedule_len: usize) -> ForkTree {
-        ForkTree { lib, blocks: HashMap::new(), schedule_len }
+        ForkTree {
+            lib,
+            blocks: HashMap::new(),
+            schedule_len,
+        }
     }
 
     /// The last irreversible block.
@@ -117,15 +138,30 @@ impl ForkTree {
     /// that conflict with the irreversible chain.
     pub fn insert(&mut self, b: BlockRef, schedule: &[Address]) -> Result<(), DposError> {
         if b.height <= self.lib.height {
-            return Err(DposError::BelowIrreversible { hash: b.hash, height: b.height, lib: self.lib.height });
+            return Err(DposError::BelowIrreversible {
+                hash: b.hash,
+                height: b.height,
+                lib: self.lib.height,
+            });
         }
-        let parent = self.get(&b.parent).ok_or(DposError::UnknownParent { hash: b.hash, parent: b.parent })?;
+        let parent = self.get(&b.parent).ok_or(DposError::UnknownParent {
+            hash: b.hash,
+            parent: b.parent,
+        })?;
         if b.slot <= parent.slot && parent.height > 0 {
-            return Err(DposError::SlotNotAfterParent { hash: b.hash, slot: b.slot, parent_slot: parent.slot });
+            return Err(DposError::SlotNotAfterParent {
+                hash: b.hash,
+                slot: b.slot,
+                parent_slot: parent.slot,
+            });
         }
         let expected = producer_of(schedule, b.slot)?;
         if expected != b.producer {
-            return Err(DposError::WrongProducer { hash: b.hash, slot: b.slot, expected });
+            return Err(DposError::WrongProducer {
+                hash: b.hash,
+                slot: b.slot,
+                expected,
+            });
         }
         self.blocks.insert(b.hash, b);
         Ok(())
@@ -162,7 +198,11 @@ impl ForkTree {
         if new_lib == self.lib.height {
             return Vec::new();
         }
-        let done: Vec<BlockRef> = chain.iter().filter(|b| b.height <= new_lib).cloned().collect();
+        let done: Vec<BlockRef> = chain
+            .iter()
+            .filter(|b| b.height <= new_lib)
+            .cloned()
+            .collect();
         self.lib = done.last().expect("new_lib > lib").clone();
         // Keep only descendants of the new irreversible block.
         let keep: BTreeSet<Hash32> = self
@@ -195,7 +235,9 @@ mod tests {
     use zennet_protocol::keys::SecretKey;
 
     fn addrs(n: usize) -> Vec<Address> {
-        let mut v: Vec<Address> = (0..n).map(|i| SecretKey::from_seed(&format!("d{i}")).address()).collect();
+        let mut v: Vec<Address> = (0..n)
+            .map(|i| SecretKey::from_seed(&format!("d{i}")).address())
+            .collect();
         v.sort();
         v
     }
@@ -207,7 +249,13 @@ mod tests {
     }
 
     fn genesis() -> BlockRef {
-        BlockRef { hash: h(0), parent: Hash32::default(), height: 0, slot: 0, producer: addrs(1)[0] }
+        BlockRef {
+            hash: h(0),
+            parent: Hash32::default(),
+            height: 0,
+            slot: 0,
+            producer: addrs(1)[0],
+        }
     }
 
     #[test]
@@ -223,7 +271,17 @@ mod tests {
         let s = addrs(4);
         let mut t = ForkTree::new(genesis(), 4);
         for (i, slot) in (1..=3u64).enumerate() {
-            t.insert(BlockRef { hash: h(slot), parent: h(slot - 1), height: i as u64 + 1, slot, producer: producer_of(&s, slot).unwrap() }, &s).unwrap();
+            t.insert(
+                BlockRef {
+                    hash: h(slot),
+                    parent: h(slot - 1),
+                    height: i as u64 + 1,
+                    slot,
+                    producer: producer_of(&s, slot).unwrap(),
+                },
+                &s,
+            )
+            .unwrap();
         }
         let done = t.advance();
         assert_eq!(done.len(), 1);
@@ -238,7 +296,17 @@ mod tests {
         let mut parent = h(0);
         for (i, slot) in [1u64, 3, 4, 5, 7, 8].into_iter().enumerate() {
             let height = i as u64 + 1;
-            t.insert(BlockRef { hash: h(slot), parent, height, slot, producer: producer_of(&s, slot).unwrap() }, &s).unwrap();
+            t.insert(
+                BlockRef {
+                    hash: h(slot),
+                    parent,
+                    height,
+                    slot,
+                    producer: producer_of(&s, slot).unwrap(),
+                },
+                &s,
+            )
+            .unwrap();
             parent = h(slot);
         }
         t.advance();
@@ -252,7 +320,17 @@ mod tests {
         let mut t = ForkTree::new(genesis(), 4);
         let mut parent = h(0);
         for (i, slot) in [1u64, 2, 5, 6, 9, 10, 13, 14].iter().enumerate() {
-            t.insert(BlockRef { hash: h(*slot), parent, height: i as u64 + 1, slot: *slot, producer: producer_of(&s, *slot).unwrap() }, &s).unwrap();
+            t.insert(
+                BlockRef {
+                    hash: h(*slot),
+                    parent,
+                    height: i as u64 + 1,
+                    slot: *slot,
+                    producer: producer_of(&s, *slot).unwrap(),
+                },
+                &s,
+            )
+            .unwrap();
             parent = h(*slot);
         }
         assert!(t.advance().is_empty());
@@ -264,19 +342,56 @@ mod tests {
         let s = addrs(4);
         let mut t = ForkTree::new(genesis(), 4);
         for slot in 1..=4u64 {
-            t.insert(BlockRef { hash: h(slot), parent: h(slot - 1), height: slot, slot, producer: producer_of(&s, slot).unwrap() }, &s).unwrap();
+            t.insert(
+                BlockRef {
+                    hash: h(slot),
+                    parent: h(slot - 1),
+                    height: slot,
+                    slot,
+                    producer: producer_of(&s, slot).unwrap(),
+                },
+                &s,
+            )
+            .unwrap();
         }
         t.advance();
         assert_eq!(t.lib().height, 2);
         // a competing block at height 2 on top of height 1
-        let rival = BlockRef { hash: h(99), parent: h(1), height: 2, slot: 5, producer: producer_of(&s, 5).unwrap() };
-        assert!(matches!(t.insert(rival, &s), Err(DposError::BelowIrreversible { .. })));
+        let rival = BlockRef {
+            hash: h(99),
+            parent: h(1),
+            height: 2,
+            slot: 5,
+            producer: producer_of(&s, 5).unwrap(),
+        };
+        assert!(matches!(
+            t.insert(rival, &s),
+            Err(DposError::BelowIrreversible { .. })
+        ));
         // fork choice picks the longer chain above lib
-        let alt = BlockRef { hash: h(100), parent: h(2), height: 3, slot: 5, producer: producer_of(&s, 5).unwrap() };
+        let alt = BlockRef {
+            hash: h(100),
+            parent: h(2),
+            height: 3,
+            slot: 5,
+            producer: producer_of(&s, 5).unwrap(),
+        };
         t.insert(alt.clone(), &s).unwrap();
         assert_eq!(t.head().height, 4);
-        let alt2 = BlockRef { hash: h(101), parent: h(100), height: 4, slot: 6, producer: producer_of(&s, 6).unwrap() };
-        let alt3 = BlockRef { hash: h(102), parent: h(101), height: 5, slot: 7, producer: producer_of(&s, 7).unwrap() };
+        let alt2 = BlockRef {
+            hash: h(101),
+            parent: h(100),
+            height: 4,
+            slot: 6,
+            producer: producer_of(&s, 6).unwrap(),
+        };
+        let alt3 = BlockRef {
+            hash: h(102),
+            parent: h(101),
+            height: 5,
+            slot: 7,
+            producer: producer_of(&s, 7).unwrap(),
+        };
         t.insert(alt2, &s).unwrap();
         t.insert(alt3, &s).unwrap();
         assert_eq!(t.head().hash, h(102));
@@ -297,17 +412,35 @@ mod tests {
             slot_ms: 1000,
         };
         let k = |i: u32| SecretKey::from_seed(&format!("s{i}"));
-        let bal: Vec<_> = (0..4).map(|i| (k(i).address(), Amount(100 * (i as u64 + 1)))).collect();
+        let bal: Vec<_> = (0..4)
+            .map(|i| (k(i).address(), Amount(100 * (i as u64 + 1))))
+            .collect();
         let mut l = Ledger::genesis(p, &bal, &[k(0).address(), k(1).address()]);
         let mut expect = vec![k(0).address(), k(1).address()];
         expect.sort();
         assert_eq!(schedule(&l), expect, "genesis delegates back themselves");
         // k2 registers but nobody votes for it: not scheduled
-        let reg = Tx { chain_id: "t".into(), from: k(2).public(), nonce: 0, fee: Amount(1), body: TxBody::RegisterDelegate }.sign(&k(2));
+        let reg = Tx {
+            chain_id: "t".into(),
+            from: k(2).public(),
+            nonce: 0,
+            fee: Amount(1),
+            body: TxBody::RegisterDelegate,
+        }
+        .sign(&k(2));
         l.apply_tx(&reg).unwrap();
         assert_eq!(schedule(&l), expect);
         // k3 (stake 400) votes for k2: k2 outranks k0 (stake 100) in a schedule of 2
-        let vote = Tx { chain_id: "t".into(), from: k(3).public(), nonce: 0, fee: Amount(1), body: TxBody::Vote { delegate: k(2).address() } }.sign(&k(3));
+        let vote = Tx {
+            chain_id: "t".into(),
+            from: k(3).public(),
+            nonce: 0,
+            fee: Amount(1),
+            body: TxBody::Vote {
+                delegate: k(2).address(),
+            },
+        }
+        .sign(&k(3));
         l.apply_tx(&vote).unwrap();
         let mut expect = vec![k(1).address(), k(2).address()];
         expect.sort();
@@ -318,7 +451,16 @@ mod tests {
     fn wrong_producer_is_rejected() {
         let s = addrs(4);
         let mut t = ForkTree::new(genesis(), 4);
-        let b = BlockRef { hash: h(1), parent: h(0), height: 1, slot: 1, producer: producer_of(&s, 2).unwrap() };
-        assert!(matches!(t.insert(b, &s), Err(DposError::WrongProducer { .. })));
+        let b = BlockRef {
+            hash: h(1),
+            parent: h(0),
+            height: 1,
+            slot: 1,
+            producer: producer_of(&s, 2).unwrap(),
+        };
+        assert!(matches!(
+            t.insert(b, &s),
+            Err(DposError::WrongProducer { .. })
+        ));
     }
 }

@@ -167,7 +167,11 @@ fn add(a: Amount, b: Amount) -> Result<Amount, TxError> {
 
 impl Ledger {
     /// Genesis: prefunded balances and initial delegates (each funded one votes for itself).
-    pub fn genesis(params: ChainParams, balances: &[(Address, Amount)], delegates: &[Address]) -> Ledger {
+    pub fn genesis(
+        params: ChainParams,
+        balances: &[(Address, Amount)],
+        delegates: &[Address],
+    ) -> Ledger {
         let mut l = Ledger {
             params,
             accounts: BTreeMap::new(),
@@ -181,8 +185,15 @@ impl Ledger {
         };
         for (a, amt) in balances {
             let acc = l.accounts.entry(*a).or_default();
-            acc.balance = acc.balance.checked_add(*amt).expect("genesis supply overflows u64");
-            l.totals.genesis_supply = l.totals.genesis_supply.checked_add(*amt).expect("genesis supply overflows u64");
+            acc.balance = acc
+                .balance
+                .checked_add(*amt)
+                .expect("genesis supply overflows u64");
+            l.totals.genesis_supply = l
+                .totals
+                .genesis_supply
+                .checked_add(*amt)
+                .expect("genesis supply overflows u64");
             l.dirty.accounts.insert(*a);
         }
         for d in delegates {
@@ -205,10 +216,14 @@ impl Ledger {
     /// `other`'s stored state by `self` rewrites (or removes) all of it.
     pub fn mark_all_dirty(&mut self, other: &Ledger) {
         let d = &mut self.dirty;
-        d.accounts.extend(self.accounts.keys().chain(other.accounts.keys()).copied());
-        d.channels.extend(self.channels.keys().chain(other.channels.keys()).copied());
-        d.anns.extend(self.anns.keys().chain(other.anns.keys()).copied());
-        d.delegates.extend(self.delegates.iter().chain(other.delegates.iter()).copied());
+        d.accounts
+            .extend(self.accounts.keys().chain(other.accounts.keys()).copied());
+        d.channels
+            .extend(self.channels.keys().chain(other.channels.keys()).copied());
+        d.anns
+            .extend(self.anns.keys().chain(other.anns.keys()).copied());
+        d.delegates
+            .extend(self.delegates.iter().chain(other.delegates.iter()).copied());
     }
 
     /// Takes the set of keys changed since the last call.
@@ -219,23 +234,33 @@ impl Ledger {
     /// Checks what can be checked without state: chain id, string bounds, signature.
     pub fn check_stateless(&self, stx: &SignedTx) -> Result<(), TxError> {
         if stx.tx.chain_id != self.params.chain_id {
-            return Err(TxError::WrongChainId { expected: self.params.chain_id.clone(), got: stx.tx.chain_id.clone() });
+            return Err(TxError::WrongChainId {
+                expected: self.params.chain_id.clone(),
+                got: stx.tx.chain_id.clone(),
+            });
         }
         if !stx.tx.body.strings_bounded() {
             return Err(TxError::StringTooLong);
         }
-        stx.verify().map_err(|e| TxError::BadSignature(e.to_string()))
+        stx.verify()
+            .map_err(|e| TxError::BadSignature(e.to_string()))
     }
 
     /// Checks fee and funds for a tx at nonce `expected_nonce` (the mempool passes
     /// the next nonce after the sender's pending txs).
     pub fn check_funds(&self, stx: &SignedTx, available: Amount) -> Result<(), TxError> {
         if stx.tx.fee < self.params.min_fee {
-            return Err(TxError::FeeTooLow { min: self.params.min_fee, got: stx.tx.fee });
+            return Err(TxError::FeeTooLow {
+                min: self.params.min_fee,
+                got: stx.tx.fee,
+            });
         }
         let need = add(stx.tx.fee, spend_of(&stx.tx.body))?;
         if need > available {
-            return Err(TxError::InsufficientBalance { need, have: available });
+            return Err(TxError::InsufficientBalance {
+                need,
+                have: available,
+            });
         }
         Ok(())
     }
@@ -253,17 +278,25 @@ impl Ledger {
         let sender = tx.sender();
         let acc = self.account(&sender);
         if tx.nonce < acc.nonce {
-            return Err(TxError::NonceReplay { expected: acc.nonce, got: tx.nonce });
+            return Err(TxError::NonceReplay {
+                expected: acc.nonce,
+                got: tx.nonce,
+            });
         }
         if tx.nonce > acc.nonce {
-            return Err(TxError::NonceGap { expected: acc.nonce, got: tx.nonce });
+            return Err(TxError::NonceGap {
+                expected: acc.nonce,
+                got: tx.nonce,
+            });
         }
         self.check_funds(stx, acc.balance)?;
         let height = self.height + 1;
         // Validate the body fully before any mutation.
         let mut effect = TxEffect::default();
         match &tx.body {
-            TxBody::Transfer { amount, .. } | TxBody::ChannelTopUp { amount, .. } if amount.0 == 0 => {
+            TxBody::Transfer { amount, .. } | TxBody::ChannelTopUp { amount, .. }
+                if amount.0 == 0 =>
+            {
                 return Err(TxError::ZeroAmount)
             }
             TxBody::Transfer { to, amount } => {
@@ -271,16 +304,26 @@ impl Ledger {
             }
             TxBody::Announce { expiry_height, .. } => {
                 if *expiry_height <= height {
-                    return Err(TxError::ExpiryNotInFuture { expiry: *expiry_height, height });
+                    return Err(TxError::ExpiryNotInFuture {
+                        expiry: *expiry_height,
+                        height,
+                    });
                 }
                 effect.announcement = Some(stx.hash());
             }
-            TxBody::ChannelOpen { deposit, expiry_height, .. } => {
+            TxBody::ChannelOpen {
+                deposit,
+                expiry_height,
+                ..
+            } => {
                 if deposit.0 == 0 {
                     return Err(TxError::ZeroAmount);
                 }
                 if *expiry_height <= height {
-                    return Err(TxError::ExpiryNotInFuture { expiry: *expiry_height, height });
+                    return Err(TxError::ExpiryNotInFuture {
+                        expiry: *expiry_height,
+                        height,
+                    });
                 }
                 let id = Hash32::channel_id(&sender, tx.nonce);
                 if self.channels.contains_key(&id) {
@@ -289,7 +332,10 @@ impl Ledger {
                 effect.channel = Some(id);
             }
             TxBody::ChannelTopUp { channel, amount } => {
-                let ch = self.channels.get(channel).ok_or(TxError::UnknownChannel(*channel))?;
+                let ch = self
+                    .channels
+                    .get(channel)
+                    .ok_or(TxError::UnknownChannel(*channel))?;
                 if ch.publisher != sender {
                     return Err(TxError::NotChannelParty("publisher"));
                 }
@@ -297,13 +343,19 @@ impl Ledger {
                     return Err(TxError::ChannelSettled(*channel));
                 }
                 if height > ch.expiry_height {
-                    return Err(TxError::ChannelExpired { expiry: ch.expiry_height, height });
+                    return Err(TxError::ChannelExpired {
+                        expiry: ch.expiry_height,
+                        height,
+                    });
                 }
                 add(ch.deposit, *amount)?;
             }
             TxBody::ChannelClose { voucher } => {
                 let v = &voucher.voucher;
-                let ch = self.channels.get(&v.channel).ok_or(TxError::UnknownChannel(v.channel))?;
+                let ch = self
+                    .channels
+                    .get(&v.channel)
+                    .ok_or(TxError::UnknownChannel(v.channel))?;
                 if ch.provider != sender {
                     return Err(TxError::NotChannelParty("provider"));
                 }
@@ -311,23 +363,36 @@ impl Ledger {
                     return Err(TxError::ChannelSettled(v.channel));
                 }
                 if height > ch.expiry_height {
-                    return Err(TxError::ChannelExpired { expiry: ch.expiry_height, height });
+                    return Err(TxError::ChannelExpired {
+                        expiry: ch.expiry_height,
+                        height,
+                    });
                 }
                 if v.chain_id != self.params.chain_id {
                     return Err(TxError::BadVoucher(format!("chain id {:?}", v.chain_id)));
                 }
                 if voucher.publisher.address() != ch.publisher {
-                    return Err(TxError::BadVoucher("not signed by the channel's publisher".into()));
+                    return Err(TxError::BadVoucher(
+                        "not signed by the channel's publisher".into(),
+                    ));
                 }
-                voucher.verify().map_err(|e| TxError::BadVoucher(e.to_string()))?;
+                voucher
+                    .verify()
+                    .map_err(|e| TxError::BadVoucher(e.to_string()))?;
                 if v.cumulative > ch.deposit {
-                    return Err(TxError::CloseAboveDeposit { amount: v.cumulative, deposit: ch.deposit });
+                    return Err(TxError::CloseAboveDeposit {
+                        amount: v.cumulative,
+                        deposit: ch.deposit,
+                    });
                 }
                 add(self.account(&sender).balance, v.cumulative)?;
                 add(self.account(&ch.publisher).balance, ch.deposit)?;
             }
             TxBody::ChannelRefund { channel } => {
-                let ch = self.channels.get(channel).ok_or(TxError::UnknownChannel(*channel))?;
+                let ch = self
+                    .channels
+                    .get(channel)
+                    .ok_or(TxError::UnknownChannel(*channel))?;
                 if ch.publisher != sender {
                     return Err(TxError::NotChannelParty("publisher"));
                 }
@@ -335,7 +400,10 @@ impl Ledger {
                     return Err(TxError::ChannelSettled(*channel));
                 }
                 if height <= ch.expiry_height {
-                    return Err(TxError::ChannelNotExpired { expiry: ch.expiry_height, height });
+                    return Err(TxError::ChannelNotExpired {
+                        expiry: ch.expiry_height,
+                        height,
+                    });
                 }
                 add(acc.balance, ch.deposit)?;
             }
@@ -351,17 +419,29 @@ impl Ledger {
             }
         }
         // Everything checked: mutate. None of the below can fail.
-        let need = tx.fee.checked_add(spend_of(&tx.body)).expect("checked in check_funds");
+        let need = tx
+            .fee
+            .checked_add(spend_of(&tx.body))
+            .expect("checked in check_funds");
         {
             let a = self.accounts.entry(sender).or_default();
             a.balance = a.balance.checked_sub(need).expect("checked in check_funds");
             a.nonce += 1;
         }
         self.dirty.accounts.insert(sender);
-        self.pending_fees = self.pending_fees.checked_add(tx.fee).expect("fees are bounded by supply");
+        self.pending_fees = self
+            .pending_fees
+            .checked_add(tx.fee)
+            .expect("fees are bounded by supply");
         match &tx.body {
             TxBody::Transfer { to, amount } => self.credit(*to, *amount),
-            TxBody::Announce { job_id, requirements, endpoint, price_ceiling, expiry_height } => {
+            TxBody::Announce {
+                job_id,
+                requirements,
+                endpoint,
+                price_ceiling,
+                expiry_height,
+            } => {
                 let id = effect.announcement.expect("set above");
                 self.anns.insert(
                     id,
@@ -378,7 +458,11 @@ impl Ledger {
                 );
                 self.dirty.anns.insert(id);
             }
-            TxBody::ChannelOpen { provider, deposit, expiry_height } => {
+            TxBody::ChannelOpen {
+                provider,
+                deposit,
+                expiry_height,
+            } => {
                 let id = effect.channel.expect("set above");
                 let ch = Channel {
                     id,
@@ -431,7 +515,10 @@ impl Ledger {
 
     fn credit(&mut self, to: Address, amount: Amount) {
         let a = self.accounts.entry(to).or_default();
-        a.balance = a.balance.checked_add(amount).expect("overflow checked before mutation");
+        a.balance = a
+            .balance
+            .checked_add(amount)
+            .expect("overflow checked before mutation");
         self.dirty.accounts.insert(to);
     }
 
@@ -449,7 +536,10 @@ impl Ledger {
     /// Producer's share of fees at `height` in basis points: doubles at each halving.
     pub fn producer_fee_share_bps(&self, height: u64) -> u64 {
         let n = self.halvings(height).min(20);
-        self.params.producer_fee_share_bps.saturating_mul(1u64 << n).min(10_000)
+        self.params
+            .producer_fee_share_bps
+            .saturating_mul(1u64 << n)
+            .min(10_000)
     }
 
     /// Closes the block at `self.height + 1`: pays the producer its reward
@@ -461,11 +551,26 @@ impl Ledger {
         let share = (fees.0 as u128 * self.producer_fee_share_bps(height) as u128 / 10_000) as u64;
         let burnt = fees.0 - share;
         let reward = self.block_reward(height);
-        self.credit(producer, Amount(share).checked_add(reward).expect("supply fits u64"));
-        self.totals.minted = self.totals.minted.checked_add(reward).expect("supply fits u64");
-        self.totals.burnt = self.totals.burnt.checked_add(Amount(burnt)).expect("supply fits u64");
-        let expired: Vec<Hash32> =
-            self.anns.values().filter(|a| a.expiry_height <= height).map(|a| a.id).collect();
+        self.credit(
+            producer,
+            Amount(share).checked_add(reward).expect("supply fits u64"),
+        );
+        self.totals.minted = self
+            .totals
+            .minted
+            .checked_add(reward)
+            .expect("supply fits u64");
+        self.totals.burnt = self
+            .totals
+            .burnt
+            .checked_add(Amount(burnt))
+            .expect("supply fits u64");
+        let expired: Vec<Hash32> = self
+            .anns
+            .values()
+            .filter(|a| a.expiry_height <= height)
+            .map(|a| a.id)
+            .collect();
         for id in &expired {
             self.anns.remove(id);
             self.dirty.anns.insert(*id);
@@ -490,7 +595,11 @@ impl Ledger {
     /// Checks the money invariant; returns the discrepancy if any.
     pub fn audit(&self) -> Result<(), String> {
         let mut held: u128 = self.accounts.values().map(|a| a.balance.0 as u128).sum();
-        held += self.channels.values().map(|c| c.deposit.0 as u128).sum::<u128>();
+        held += self
+            .channels
+            .values()
+            .map(|c| c.deposit.0 as u128)
+            .sum::<u128>();
         held += self.totals.burnt.0 as u128 + self.pending_fees.0 as u128;
         let issued = self.totals.genesis_supply.0 as u128 + self.totals.minted.0 as u128;
         if held == issued {

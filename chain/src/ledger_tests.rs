@@ -26,23 +26,47 @@ fn key(n: &str) -> SecretKey {
 fn setup() -> Ledger {
     Ledger::genesis(
         params(),
-        &[(key("pub").address(), Amount(1_000_000)), (key("prov").address(), Amount(1_000))],
+        &[
+            (key("pub").address(), Amount(1_000_000)),
+            (key("prov").address(), Amount(1_000)),
+        ],
         &[key("del").address()],
     )
 }
 
 fn tx(l: &Ledger, k: &SecretKey, body: TxBody) -> SignedTx {
     let nonce = l.account(&k.address()).nonce;
-    Tx { chain_id: CHAIN.into(), from: k.public(), nonce, fee: Amount(10), body }.sign(k)
+    Tx {
+        chain_id: CHAIN.into(),
+        from: k.public(),
+        nonce,
+        fee: Amount(10),
+        body,
+    }
+    .sign(k)
 }
 
 fn open(l: &mut Ledger, deposit: u64, expiry: u64) -> ChannelId {
-    let t = tx(l, &key("pub"), TxBody::ChannelOpen { provider: key("prov").address(), deposit: Amount(deposit), expiry_height: expiry });
+    let t = tx(
+        l,
+        &key("pub"),
+        TxBody::ChannelOpen {
+            provider: key("prov").address(),
+            deposit: Amount(deposit),
+            expiry_height: expiry,
+        },
+    );
     l.apply_tx(&t).unwrap().0.channel.unwrap()
 }
 
 fn voucher(ch: ChannelId, amount: u64, nonce: u64) -> TxBody {
-    let v = Voucher { chain_id: CHAIN.into(), channel: ch, cumulative: Amount(amount), nonce }.sign(&key("pub"));
+    let v = Voucher {
+        chain_id: CHAIN.into(),
+        channel: ch,
+        cumulative: Amount(amount),
+        nonce,
+    }
+    .sign(&key("pub"));
     TxBody::ChannelClose { voucher: v }
 }
 
@@ -55,10 +79,20 @@ fn advance(l: &mut Ledger, to: u64) {
 #[test]
 fn transfer_moves_money_and_fee() {
     let mut l = setup();
-    let t = tx(&l, &key("pub"), TxBody::Transfer { to: key("x").address(), amount: Amount(500) });
+    let t = tx(
+        &l,
+        &key("pub"),
+        TxBody::Transfer {
+            to: key("x").address(),
+            amount: Amount(500),
+        },
+    );
     let (_, fee) = l.apply_tx(&t).unwrap();
     assert_eq!(fee, Amount(10));
-    assert_eq!(l.account(&key("pub").address()).balance, Amount(1_000_000 - 510));
+    assert_eq!(
+        l.account(&key("pub").address()).balance,
+        Amount(1_000_000 - 510)
+    );
     assert_eq!(l.account(&key("x").address()).balance, Amount(500));
     assert_eq!(l.account(&key("pub").address()).nonce, 1);
     l.finish_block(key("del").address());
@@ -68,11 +102,25 @@ fn transfer_moves_money_and_fee() {
 #[test]
 fn rejects_bad_signature() {
     let mut l = setup();
-    let mut t = tx(&l, &key("pub"), TxBody::Transfer { to: key("x").address(), amount: Amount(5) });
+    let mut t = tx(
+        &l,
+        &key("pub"),
+        TxBody::Transfer {
+            to: key("x").address(),
+            amount: Amount(5),
+        },
+    );
     t.tx.fee = Amount(11); // signature no longer matches
     assert!(matches!(l.apply_tx(&t), Err(TxError::BadSignature(_))));
     // signed by someone else than `from`
-    let mut t2 = tx(&l, &key("pub"), TxBody::Transfer { to: key("x").address(), amount: Amount(5) });
+    let mut t2 = tx(
+        &l,
+        &key("pub"),
+        TxBody::Transfer {
+            to: key("x").address(),
+            amount: Amount(5),
+        },
+    );
     t2.sig = key("other").sign(&t2.tx.signing_bytes());
     assert!(matches!(l.apply_tx(&t2), Err(TxError::BadSignature(_))));
     assert_eq!(l.account(&key("pub").address()).nonce, 0);
@@ -82,38 +130,101 @@ fn rejects_bad_signature() {
 fn rejects_wrong_chain_id() {
     let mut l = setup();
     let k = key("pub");
-    let t = Tx { chain_id: "xen-main".into(), from: k.public(), nonce: 0, fee: Amount(10), body: TxBody::RegisterDelegate }.sign(&k);
+    let t = Tx {
+        chain_id: "xen-main".into(),
+        from: k.public(),
+        nonce: 0,
+        fee: Amount(10),
+        body: TxBody::RegisterDelegate,
+    }
+    .sign(&k);
     assert!(matches!(l.apply_tx(&t), Err(TxError::WrongChainId { .. })));
 }
 
 #[test]
 fn rejects_nonce_replay_and_gap() {
     let mut l = setup();
-    let t = tx(&l, &key("pub"), TxBody::Transfer { to: key("x").address(), amount: Amount(5) });
+    let t = tx(
+        &l,
+        &key("pub"),
+        TxBody::Transfer {
+            to: key("x").address(),
+            amount: Amount(5),
+        },
+    );
     l.apply_tx(&t).unwrap();
-    assert_eq!(l.apply_tx(&t), Err(TxError::NonceReplay { expected: 1, got: 0 }));
+    assert_eq!(
+        l.apply_tx(&t),
+        Err(TxError::NonceReplay {
+            expected: 1,
+            got: 0
+        })
+    );
     let k = key("pub");
-    let ahead = Tx { chain_id: CHAIN.into(), from: k.public(), nonce: 5, fee: Amount(10), body: TxBody::RegisterDelegate }.sign(&k);
-    assert_eq!(l.apply_tx(&ahead), Err(TxError::NonceGap { expected: 1, got: 5 }));
+    let ahead = Tx {
+        chain_id: CHAIN.into(),
+        from: k.public(),
+        nonce: 5,
+        fee: Amount(10),
+        body: TxBody::RegisterDelegate,
+    }
+    .sign(&k);
+    assert_eq!(
+        l.apply_tx(&ahead),
+        Err(TxError::NonceGap {
+            expected: 1,
+            got: 5
+        })
+    );
 }
 
 #[test]
 fn rejects_overspend_and_low_fee() {
     let mut l = setup();
-    let t = tx(&l, &key("prov"), TxBody::Transfer { to: key("x").address(), amount: Amount(991) });
-    assert_eq!(l.apply_tx(&t), Err(TxError::InsufficientBalance { need: Amount(1001), have: Amount(1000) }));
+    let t = tx(
+        &l,
+        &key("prov"),
+        TxBody::Transfer {
+            to: key("x").address(),
+            amount: Amount(991),
+        },
+    );
+    assert_eq!(
+        l.apply_tx(&t),
+        Err(TxError::InsufficientBalance {
+            need: Amount(1001),
+            have: Amount(1000)
+        })
+    );
     let k = key("prov");
-    let cheap = Tx { chain_id: CHAIN.into(), from: k.public(), nonce: 0, fee: Amount(0), body: TxBody::RegisterDelegate }.sign(&k);
+    let cheap = Tx {
+        chain_id: CHAIN.into(),
+        from: k.public(),
+        nonce: 0,
+        fee: Amount(0),
+        body: TxBody::RegisterDelegate,
+    }
+    .sign(&k);
     assert!(matches!(l.apply_tx(&cheap), Err(TxError::FeeTooLow { .. })));
     // an unknown account has nothing
     let t = tx(&l, &key("nobody"), TxBody::RegisterDelegate);
-    assert!(matches!(l.apply_tx(&t), Err(TxError::InsufficientBalance { .. })));
+    assert!(matches!(
+        l.apply_tx(&t),
+        Err(TxError::InsufficientBalance { .. })
+    ));
 }
 
 #[test]
 fn rejects_zero_transfer() {
     let mut l = setup();
-    let t = tx(&l, &key("pub"), TxBody::Transfer { to: key("x").address(), amount: Amount(0) });
+    let t = tx(
+        &l,
+        &key("pub"),
+        TxBody::Transfer {
+            to: key("x").address(),
+            amount: Amount(0),
+        },
+    );
     assert_eq!(l.apply_tx(&t), Err(TxError::ZeroAmount));
 }
 
@@ -124,8 +235,14 @@ fn channel_close_pays_and_refunds() {
     let pub_before = l.account(&key("pub").address()).balance;
     let t = tx(&l, &key("prov"), voucher(ch, 300, 7));
     l.apply_tx(&t).unwrap();
-    assert_eq!(l.account(&key("prov").address()).balance, Amount(1000 - 10 + 300));
-    assert_eq!(l.account(&key("pub").address()).balance, Amount(pub_before.0 + 700));
+    assert_eq!(
+        l.account(&key("prov").address()).balance,
+        Amount(1000 - 10 + 300)
+    );
+    assert_eq!(
+        l.account(&key("pub").address()).balance,
+        Amount(pub_before.0 + 700)
+    );
     let c = &l.channels[&ch];
     assert!(c.settled);
     assert_eq!(c.paid, Amount(300));
@@ -138,20 +255,40 @@ fn rejects_close_above_deposit() {
     let mut l = setup();
     let ch = open(&mut l, 1000, 5);
     let t = tx(&l, &key("prov"), voucher(ch, 1001, 1));
-    assert_eq!(l.apply_tx(&t), Err(TxError::CloseAboveDeposit { amount: Amount(1001), deposit: Amount(1000) }));
+    assert_eq!(
+        l.apply_tx(&t),
+        Err(TxError::CloseAboveDeposit {
+            amount: Amount(1001),
+            deposit: Amount(1000)
+        })
+    );
 }
 
 #[test]
 fn topup_raises_the_close_limit() {
     let mut l = setup();
     let ch = open(&mut l, 1000, 5);
-    let t = tx(&l, &key("pub"), TxBody::ChannelTopUp { channel: ch, amount: Amount(500) });
+    let t = tx(
+        &l,
+        &key("pub"),
+        TxBody::ChannelTopUp {
+            channel: ch,
+            amount: Amount(500),
+        },
+    );
     l.apply_tx(&t).unwrap();
     let t = tx(&l, &key("prov"), voucher(ch, 1500, 2));
     l.apply_tx(&t).unwrap();
     // only the publisher may top up
     let ch2 = open(&mut l, 10, 5);
-    let t = tx(&l, &key("prov"), TxBody::ChannelTopUp { channel: ch2, amount: Amount(5) });
+    let t = tx(
+        &l,
+        &key("prov"),
+        TxBody::ChannelTopUp {
+            channel: ch2,
+            amount: Amount(5),
+        },
+    );
     assert_eq!(l.apply_tx(&t), Err(TxError::NotChannelParty("publisher")));
 }
 
@@ -161,7 +298,13 @@ fn rejects_close_after_expiry() {
     let ch = open(&mut l, 1000, 3);
     advance(&mut l, 3); // next block is 4 > expiry 3
     let t = tx(&l, &key("prov"), voucher(ch, 100, 1));
-    assert_eq!(l.apply_tx(&t), Err(TxError::ChannelExpired { expiry: 3, height: 4 }));
+    assert_eq!(
+        l.apply_tx(&t),
+        Err(TxError::ChannelExpired {
+            expiry: 3,
+            height: 4
+        })
+    );
 }
 
 #[test]
@@ -170,11 +313,20 @@ fn rejects_refund_before_expiry_then_allows_it() {
     let ch = open(&mut l, 1000, 3);
     advance(&mut l, 2);
     let t = tx(&l, &key("pub"), TxBody::ChannelRefund { channel: ch });
-    assert_eq!(l.apply_tx(&t), Err(TxError::ChannelNotExpired { expiry: 3, height: 3 }));
+    assert_eq!(
+        l.apply_tx(&t),
+        Err(TxError::ChannelNotExpired {
+            expiry: 3,
+            height: 3
+        })
+    );
     advance(&mut l, 3);
     let before = l.account(&key("pub").address()).balance;
     l.apply_tx(&t).unwrap();
-    assert_eq!(l.account(&key("pub").address()).balance, Amount(before.0 + 1000 - 10));
+    assert_eq!(
+        l.account(&key("pub").address()).balance,
+        Amount(before.0 + 1000 - 10)
+    );
     l.audit().unwrap();
 }
 
@@ -198,43 +350,96 @@ fn rejects_close_by_non_provider_and_bad_vouchers() {
     let t = tx(&l, &key("pub"), voucher(ch, 100, 1));
     assert_eq!(l.apply_tx(&t), Err(TxError::NotChannelParty("provider")));
     // voucher signed by someone other than the publisher
-    let v = Voucher { chain_id: CHAIN.into(), channel: ch, cumulative: Amount(5), nonce: 1 }.sign(&key("prov"));
+    let v = Voucher {
+        chain_id: CHAIN.into(),
+        channel: ch,
+        cumulative: Amount(5),
+        nonce: 1,
+    }
+    .sign(&key("prov"));
     let t = tx(&l, &key("prov"), TxBody::ChannelClose { voucher: v });
     assert!(matches!(l.apply_tx(&t), Err(TxError::BadVoucher(_))));
     // voucher for another network
-    let v = Voucher { chain_id: "xen-main".into(), channel: ch, cumulative: Amount(5), nonce: 1 }.sign(&key("pub"));
+    let v = Voucher {
+        chain_id: "xen-main".into(),
+        channel: ch,
+        cumulative: Amount(5),
+        nonce: 1,
+    }
+    .sign(&key("pub"));
     let t = tx(&l, &key("prov"), TxBody::ChannelClose { voucher: v });
     assert!(matches!(l.apply_tx(&t), Err(TxError::BadVoucher(_))));
     // tampered amount
-    let mut v = Voucher { chain_id: CHAIN.into(), channel: ch, cumulative: Amount(5), nonce: 1 }.sign(&key("pub"));
+    let mut v = Voucher {
+        chain_id: CHAIN.into(),
+        channel: ch,
+        cumulative: Amount(5),
+        nonce: 1,
+    }
+    .sign(&key("pub"));
     v.voucher.cumulative = Amount(900);
     let t = tx(&l, &key("prov"), TxBody::ChannelClose { voucher: v });
     assert!(matches!(l.apply_tx(&t), Err(TxError::BadVoucher(_))));
     // unknown channel
     let t = tx(&l, &key("prov"), voucher(Hash32([9; 32]), 1, 1));
-    assert_eq!(l.apply_tx(&t), Err(TxError::UnknownChannel(Hash32([9; 32]))));
+    assert_eq!(
+        l.apply_tx(&t),
+        Err(TxError::UnknownChannel(Hash32([9; 32])))
+    );
 }
 
 #[test]
 fn rejects_channel_open_with_past_expiry() {
     let mut l = setup();
-    let t = tx(&l, &key("pub"), TxBody::ChannelOpen { provider: key("prov").address(), deposit: Amount(5), expiry_height: 1 });
-    assert_eq!(l.apply_tx(&t), Err(TxError::ExpiryNotInFuture { expiry: 1, height: 1 }));
+    let t = tx(
+        &l,
+        &key("pub"),
+        TxBody::ChannelOpen {
+            provider: key("prov").address(),
+            deposit: Amount(5),
+            expiry_height: 1,
+        },
+    );
+    assert_eq!(
+        l.apply_tx(&t),
+        Err(TxError::ExpiryNotInFuture {
+            expiry: 1,
+            height: 1
+        })
+    );
 }
 
 #[test]
 fn rejects_vote_for_non_delegate_and_tallies_stake() {
     let mut l = setup();
-    let t = tx(&l, &key("pub"), TxBody::Vote { delegate: key("x").address() });
-    assert_eq!(l.apply_tx(&t), Err(TxError::NotDelegate(key("x").address())));
-    let t = tx(&l, &key("pub"), TxBody::Vote { delegate: key("del").address() });
+    let t = tx(
+        &l,
+        &key("pub"),
+        TxBody::Vote {
+            delegate: key("x").address(),
+        },
+    );
+    assert_eq!(
+        l.apply_tx(&t),
+        Err(TxError::NotDelegate(key("x").address()))
+    );
+    let t = tx(
+        &l,
+        &key("pub"),
+        TxBody::Vote {
+            delegate: key("del").address(),
+        },
+    );
     l.apply_tx(&t).unwrap();
     let bal = l.account(&key("pub").address()).balance.0 as u128;
     assert_eq!(l.tally()[&key("del").address()], bal);
     let t = tx(&l, &key("prov"), TxBody::RegisterDelegate);
     l.apply_tx(&t).unwrap();
     let t = tx(&l, &key("prov"), TxBody::RegisterDelegate);
-    assert_eq!(l.apply_tx(&t), Err(TxError::AlreadyDelegate(key("prov").address())));
+    assert_eq!(
+        l.apply_tx(&t),
+        Err(TxError::AlreadyDelegate(key("prov").address()))
+    );
 }
 
 #[test]
@@ -245,7 +450,13 @@ fn announcements_are_pruned_at_expiry() {
         &key("pub"),
         TxBody::Announce {
             job_id: "job-1".into(),
-            requirements: Requirements { count: 2, memory_bytes: 512 << 20, cpu_millicores: 1000, disk_bytes: 1 << 30, image: "debian".into() },
+            requirements: Requirements {
+                count: 2,
+                memory_bytes: 512 << 20,
+                cpu_millicores: 1000,
+                disk_bytes: 1 << 30,
+                image: "debian".into(),
+            },
             endpoint: "/ip4/127.0.0.1/tcp/4001".into(),
             price_ceiling: Amount(100),
             expiry_height: 3,
@@ -256,28 +467,52 @@ fn announcements_are_pruned_at_expiry() {
     assert!(l.anns.contains_key(&id));
     advance(&mut l, 3);
     assert!(!l.anns.contains_key(&id));
-    let long = tx(&l, &key("pub"), TxBody::Announce {
-        job_id: "x".repeat(300),
-        requirements: Requirements::default(),
-        endpoint: String::new(),
-        price_ceiling: Amount(1),
-        expiry_height: 10,
-    });
+    let long = tx(
+        &l,
+        &key("pub"),
+        TxBody::Announce {
+            job_id: "x".repeat(300),
+            requirements: Requirements::default(),
+            endpoint: String::new(),
+            price_ceiling: Amount(1),
+            expiry_height: 10,
+        },
+    );
     assert_eq!(l.apply_tx(&long), Err(TxError::StringTooLong));
-    let past = tx(&l, &key("pub"), TxBody::Announce {
-        job_id: "j".into(),
-        requirements: Requirements::default(),
-        endpoint: String::new(),
-        price_ceiling: Amount(1),
-        expiry_height: 2,
-    });
-    assert_eq!(l.apply_tx(&past), Err(TxError::ExpiryNotInFuture { expiry: 2, height: 4 }));
+    let past = tx(
+        &l,
+        &key("pub"),
+        TxBody::Announce {
+            job_id: "j".into(),
+            requirements: Requirements::default(),
+            endpoint: String::new(),
+            price_ceiling: Amount(1),
+            expiry_height: 2,
+        },
+    );
+    assert_eq!(
+        l.apply_tx(&past),
+        Err(TxError::ExpiryNotInFuture {
+            expiry: 2,
+            height: 4
+        })
+    );
 }
 
 fn pay_fees(l: &mut Ledger, total: u64) {
     let k = key("pub");
     let nonce = l.account(&k.address()).nonce;
-    let t = Tx { chain_id: CHAIN.into(), from: k.public(), nonce, fee: Amount(total), body: TxBody::Transfer { to: key("x").address(), amount: Amount(1) } }.sign(&k);
+    let t = Tx {
+        chain_id: CHAIN.into(),
+        from: k.public(),
+        nonce,
+        fee: Amount(total),
+        body: TxBody::Transfer {
+            to: key("x").address(),
+            amount: Amount(1),
+        },
+    }
+    .sign(&k);
     l.apply_tx(&t).unwrap();
 }
 

@@ -6,13 +6,13 @@
 //! ([`rpc`]). Clients reach it only through `zennet-protocol` types and the
 //! RPC wire.
 
+pub mod bench;
 pub mod block;
+pub mod daemon;
 pub mod dpos;
 pub mod ledger;
-pub mod store;
 pub mod mempool;
 pub mod node;
-pub mod rpc;
-pub mod bench;
-pub mod daemon;
 pub mod p2p;
+pub mod rpc;
+pub mod store;

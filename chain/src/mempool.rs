@@ -21,7 +21,10 @@ pub struct MempoolConfig {
 
 impl Default for MempoolConfig {
     fn default() -> Self {
-        MempoolConfig { max_txs: 50_000, max_nonce_ahead: 64 }
+        MempoolConfig {
+            max_txs: 50_000,
+            max_nonce_ahead: 64,
+        }
     }
 }
 
@@ -52,7 +55,10 @@ pub struct Mempool {
 impl Mempool {
     /// An empty pool.
     pub fn new(cfg: MempoolConfig) -> Mempool {
-        Mempool { cfg, ..Default::default() }
+        Mempool {
+            cfg,
+            ..Default::default()
+        }
     }
 
     /// Number of waiting txs.
@@ -81,18 +87,31 @@ impl Mempool {
         let acc = ledger.account(&sender);
         let nonce = stx.tx.nonce;
         if nonce < acc.nonce {
-            return Err(TxError::NonceReplay { expected: acc.nonce, got: nonce }.into());
+            return Err(TxError::NonceReplay {
+                expected: acc.nonce,
+                got: nonce,
+            }
+            .into());
         }
         if nonce > acc.nonce + self.cfg.max_nonce_ahead {
-            return Err(MempoolError::NonceTooFar { expected: acc.nonce, got: nonce, max: self.cfg.max_nonce_ahead });
+            return Err(MempoolError::NonceTooFar {
+                expected: acc.nonce,
+                got: nonce,
+                max: self.cfg.max_nonce_ahead,
+            });
         }
         if let Some(existing) = self.by_sender.get(&(sender, nonce)) {
-            return Err(MempoolError::NonceTaken { nonce, existing: *existing });
+            return Err(MempoolError::NonceTaken {
+                nonce,
+                existing: *existing,
+            });
         }
         let mut committed = Amount::ZERO;
         for (_, h) in self.by_sender.range((sender, 0)..=(sender, u64::MAX)) {
             let t = &self.txs[h];
-            committed = committed.saturating_add(t.tx.fee).saturating_add(spend_of(&t.tx.body));
+            committed = committed
+                .saturating_add(t.tx.fee)
+                .saturating_add(spend_of(&t.tx.body));
         }
         ledger.check_funds(&stx, acc.balance.saturating_sub(committed))?;
         if self.txs.len() >= self.cfg.max_txs {
@@ -178,13 +197,30 @@ mod tests {
             max_producers: 3,
             slot_ms: 1000,
         };
-        let bal: Vec<_> = (0..4).map(|i| (SecretKey::from_seed(&format!("k{i}")).address(), Amount(100))).collect();
+        let bal: Vec<_> = (0..4)
+            .map(|i| {
+                (
+                    SecretKey::from_seed(&format!("k{i}")).address(),
+                    Amount(100),
+                )
+            })
+            .collect();
         Ledger::genesis(p, &bal, &[])
     }
 
     fn t(k: u32, nonce: u64, fee: u64, amount: u64) -> SignedTx {
         let key = SecretKey::from_seed(&format!("k{k}"));
-        Tx { chain_id: "t".into(), from: key.public(), nonce, fee: Amount(fee), body: TxBody::Transfer { to: key.address(), amount: Amount(amount) } }.sign(&key)
+        Tx {
+            chain_id: "t".into(),
+            from: key.public(),
+            nonce,
+            fee: Amount(fee),
+            body: TxBody::Transfer {
+                to: key.address(),
+                amount: Amount(amount),
+            },
+        }
+        .sign(&key)
     }
 
     #[test]
@@ -193,11 +229,23 @@ mod tests {
         let mut m = Mempool::new(MempoolConfig::default());
         let h = m.admit(&l, t(0, 0, 1, 1)).unwrap();
         assert_eq!(m.admit(&l, t(0, 0, 1, 1)), Err(MempoolError::Duplicate(h)));
-        assert!(matches!(m.admit(&l, t(0, 0, 2, 1)), Err(MempoolError::NonceTaken { nonce: 0, .. })));
+        assert!(matches!(
+            m.admit(&l, t(0, 0, 2, 1)),
+            Err(MempoolError::NonceTaken { nonce: 0, .. })
+        ));
         let tx = m.remove(&h).unwrap();
         l.apply_tx(&tx).unwrap();
-        assert_eq!(m.admit(&l, tx), Err(MempoolError::Invalid(TxError::NonceReplay { expected: 1, got: 0 })));
-        assert!(matches!(m.admit(&l, t(0, 99, 1, 1)), Err(MempoolError::NonceTooFar { .. })));
+        assert_eq!(
+            m.admit(&l, tx),
+            Err(MempoolError::Invalid(TxError::NonceReplay {
+                expected: 1,
+                got: 0
+            }))
+        );
+        assert!(matches!(
+            m.admit(&l, t(0, 99, 1, 1)),
+            Err(MempoolError::NonceTooFar { .. })
+        ));
     }
 
     #[test]
@@ -206,20 +254,32 @@ mod tests {
         let mut m = Mempool::new(MempoolConfig::default());
         let mut bad = t(0, 0, 1, 1);
         bad.tx.fee = Amount(2);
-        assert!(matches!(m.admit(&l, bad), Err(MempoolError::Invalid(TxError::BadSignature(_)))));
+        assert!(matches!(
+            m.admit(&l, bad),
+            Err(MempoolError::Invalid(TxError::BadSignature(_)))
+        ));
         m.admit(&l, t(0, 0, 10, 50)).unwrap();
         // 60 committed, 40 left: 41 + fee 1 is too much
-        assert!(matches!(m.admit(&l, t(0, 1, 1, 40)), Err(MempoolError::Invalid(TxError::InsufficientBalance { .. }))));
+        assert!(matches!(
+            m.admit(&l, t(0, 1, 1, 40)),
+            Err(MempoolError::Invalid(TxError::InsufficientBalance { .. }))
+        ));
         m.admit(&l, t(0, 1, 1, 39)).unwrap();
     }
 
     #[test]
     fn full_pool_evicts_lowest_fee() {
         let l = ledger();
-        let mut m = Mempool::new(MempoolConfig { max_txs: 2, max_nonce_ahead: 8 });
+        let mut m = Mempool::new(MempoolConfig {
+            max_txs: 2,
+            max_nonce_ahead: 8,
+        });
         let cheap = m.admit(&l, t(0, 0, 1, 1)).unwrap();
         m.admit(&l, t(1, 0, 5, 1)).unwrap();
-        assert_eq!(m.admit(&l, t(2, 0, 1, 1)), Err(MempoolError::Full { min_fee: Amount(1) }));
+        assert_eq!(
+            m.admit(&l, t(2, 0, 1, 1)),
+            Err(MempoolError::Full { min_fee: Amount(1) })
+        );
         m.admit(&l, t(3, 0, 2, 1)).unwrap();
         assert!(m.get(&cheap).is_none());
         assert_eq!(m.len(), 2);

@@ -6,9 +6,9 @@
 
 use crate::block::{Block, BlockHeader};
 use crate::dpos;
+use crate::ledger::TxEffect;
 use crate::ledger::{Announcement, ChainParams, Ledger};
 use crate::mempool::{Mempool, MempoolConfig};
-use crate::ledger::TxEffect;
 use crate::store::{Receipt, Store, StoreError, Tip};
 use serde::{Deserialize, Serialize};
 use std::path::Path;
@@ -51,8 +51,12 @@ pub fn dev_genesis(validators: usize, slot_ms: u64) -> Genesis {
             slot_ms,
         },
         genesis_ms: 0,
-        balances: (0..DEV_KEYS).map(|i| (dev_key(i).address(), Amount::xen(1_000_000))).collect(),
-        delegates: (0..validators.max(1)).map(|i| dev_key(i).address()).collect(),
+        balances: (0..DEV_KEYS)
+            .map(|i| (dev_key(i).address(), Amount::xen(1_000_000)))
+            .collect(),
+        delegates: (0..validators.max(1))
+            .map(|i| dev_key(i).address())
+            .collect(),
     }
 }
 
@@ -87,7 +91,11 @@ pub enum ImportError {
     #[error("block {hash} at height {height} conflicts with irreversible height {lib}")]
     BelowIrreversible { hash: Hash32, height: u64, lib: u64 },
     #[error("block {hash} at height {height} is on another fork (parent {parent}); reorganisation above the irreversible height is not built")]
-    Fork { hash: Hash32, height: u64, parent: Hash32 },
+    Fork {
+        hash: Hash32,
+        height: u64,
+        parent: Hash32,
+    },
     #[error("block {hash}: {reason}")]
     Invalid { hash: Hash32, reason: String },
 }
@@ -146,18 +154,35 @@ impl Node {
     /// Opens the database in `dir` (creating it from `genesis` if new).
     /// `key` is the producer key, if this node is a delegate.
     pub fn open(dir: &Path, genesis: Genesis, key: Option<SecretKey>) -> Result<Node, NodeError> {
-        std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt { path: dir.into(), table: "-", reason: e.to_string() })?;
+        std::fs::create_dir_all(dir).map_err(|e| StoreError::Corrupt {
+            path: dir.into(),
+            table: "-",
+            reason: e.to_string(),
+        })?;
         let store = Store::open(&dir.join("chain.redb"))?;
         let (ledger, tip) = match store.load()? {
             Some((l, t)) => {
                 if l.params.chain_id != genesis.params.chain_id {
-                    return Err(NodeError::WrongChain { found: l.params.chain_id, expected: genesis.params.chain_id });
+                    return Err(NodeError::WrongChain {
+                        found: l.params.chain_id,
+                        expected: genesis.params.chain_id,
+                    });
                 }
                 (l, t)
             }
             None => {
-                let mut l = Ledger::genesis(genesis.params.clone(), &genesis.balances, &genesis.delegates);
-                let tip = Tip { height: 0, hash: Hash32::default(), slot: 0, irreversible: 0, genesis_ms: genesis.genesis_ms };
+                let mut l = Ledger::genesis(
+                    genesis.params.clone(),
+                    &genesis.balances,
+                    &genesis.delegates,
+                );
+                let tip = Tip {
+                    height: 0,
+                    hash: Hash32::default(),
+                    slot: 0,
+                    irreversible: 0,
+                    genesis_ms: genesis.genesis_ms,
+                };
                 store.commit(&mut l, None, &[], &tip)?;
                 (l, tip)
             }
@@ -174,13 +199,31 @@ impl Node {
             base_state,
             base,
             above,
-            head_meta: (0, 0), ledger, store, mempool: Mempool::new(MempoolConfig::default()), tip, genesis, key, recent, events, max_block_txs: 5_000, synced: true })
+            head_meta: (0, 0),
+            ledger,
+            store,
+            mempool: Mempool::new(MempoolConfig::default()),
+            tip,
+            genesis,
+            key,
+            recent,
+            events,
+            max_block_txs: 5_000,
+            synced: true,
+        })
     }
 
     /// The head as clients see it.
     pub fn head(&self) -> HeadInfo {
         let (timestamp_ms, txs) = self.head_meta;
-        HeadInfo { height: self.tip.height, hash: self.tip.hash, slot: self.tip.slot, timestamp_ms, irreversible_height: self.tip.irreversible, txs }
+        HeadInfo {
+            height: self.tip.height,
+            hash: self.tip.hash,
+            slot: self.tip.slot,
+            timestamp_ms,
+            irreversible_height: self.tip.irreversible,
+            txs,
+        }
     }
 
     /// The slot at `now_ms`.
@@ -191,7 +234,9 @@ impl Node {
     /// Produces a block if `now_ms` is in one of this node's slots and no block
     /// was made in that slot yet.
     pub fn maybe_produce(&mut self, now_ms: u64) -> Result<Option<Block>, NodeError> {
-        let Some(key) = self.key.clone() else { return Ok(None) };
+        let Some(key) = self.key.clone() else {
+            return Ok(None);
+        };
         if !self.synced {
             return Ok(None);
         }
@@ -206,7 +251,13 @@ impl Node {
         Ok(Some(self.produce(&key, slot, now_ms, schedule.len())?))
     }
 
-    fn produce(&mut self, key: &SecretKey, slot: u64, now_ms: u64, schedule_len: usize) -> Result<Block, NodeError> {
+    fn produce(
+        &mut self,
+        key: &SecretKey,
+        slot: u64,
+        now_ms: u64,
+        schedule_len: usize,
+    ) -> Result<Block, NodeError> {
         let mut txs = Vec::new();
         let mut effects = Vec::new();
         for stx in self.mempool.candidates(self.max_block_txs) {
@@ -239,20 +290,39 @@ impl Node {
 
     /// Records a block whose txs and rewards are already applied to the ledger:
     /// irreversibility, storage (atomic), mempool cleanup, events.
-    fn commit_applied(&mut self, block: &Block, effects: Vec<(TxEffect, Amount)>, schedule_len: usize) -> Result<(), NodeError> {
+    fn commit_applied(
+        &mut self,
+        block: &Block,
+        effects: Vec<(TxEffect, Amount)>,
+        schedule_len: usize,
+    ) -> Result<(), NodeError> {
         let hash = block.header.hash();
         let receipts: Vec<Receipt> = block
             .txs
             .iter()
             .zip(effects)
             .enumerate()
-            .map(|(i, (t, (effect, fee)))| Receipt { tx: t.hash(), block: hash, height: block.header.height, index: i as u32, fee, effect })
+            .map(|(i, (t, (effect, fee)))| Receipt {
+                tx: t.hash(),
+                block: hash,
+                height: block.header.height,
+                index: i as u32,
+                fee,
+                effect,
+            })
             .collect();
         self.recent.push(block.header.producer.address());
         let lib = dpos::irreversible_height(self.tip.irreversible, &self.recent, schedule_len);
         self.recent.drain(..(lib - self.tip.irreversible) as usize);
-        self.tip = Tip { height: block.header.height, hash, slot: block.header.slot, irreversible: lib, genesis_ms: self.tip.genesis_ms };
-        self.store.commit(&mut self.ledger, Some(block), &receipts, &self.tip)?;
+        self.tip = Tip {
+            height: block.header.height,
+            hash,
+            slot: block.header.slot,
+            irreversible: lib,
+            genesis_ms: self.tip.genesis_ms,
+        };
+        self.store
+            .commit(&mut self.ledger, Some(block), &receipts, &self.tip)?;
         self.above.push_back(block.clone());
         self.advance_base(lib);
         for r in &receipts {
@@ -288,7 +358,13 @@ impl Node {
             }
             self.base_state.finish_block(b.header.producer.address());
             self.base_state.take_dirty();
-            self.base = Tip { height: b.header.height, hash: b.header.hash(), slot: b.header.slot, irreversible: b.header.height, genesis_ms: self.base.genesis_ms };
+            self.base = Tip {
+                height: b.header.height,
+                hash: b.header.hash(),
+                slot: b.header.slot,
+                irreversible: b.header.height,
+                genesis_ms: self.base.genesis_ms,
+            };
         }
     }
 
@@ -300,16 +376,31 @@ impl Node {
             return Ok(());
         }
         let dropped: Vec<Block> = self.above.drain(..).collect();
-        let dropped_txs: Vec<Hash32> = dropped.iter().flat_map(|b| b.txs.iter().map(|t| t.hash())).collect();
+        let dropped_txs: Vec<Hash32> = dropped
+            .iter()
+            .flat_map(|b| b.txs.iter().map(|t| t.hash()))
+            .collect();
         let mut state = self.base_state.clone();
         state.mark_all_dirty(&self.ledger);
         self.ledger = state;
         let keep = self.base.height;
-        self.recent.truncate(keep.saturating_sub(self.tip.irreversible) as usize);
-        self.tip = Tip { height: keep, hash: self.base.hash, slot: self.base.slot, irreversible: self.tip.irreversible, genesis_ms: self.tip.genesis_ms };
+        self.recent
+            .truncate(keep.saturating_sub(self.tip.irreversible) as usize);
+        self.tip = Tip {
+            height: keep,
+            hash: self.base.hash,
+            slot: self.base.slot,
+            irreversible: self.tip.irreversible,
+            genesis_ms: self.tip.genesis_ms,
+        };
         self.head_meta = (0, 0);
-        self.store.commit_rewind(&mut self.ledger, keep, &dropped_txs, &self.tip)?;
-        tracing::warn!(to = keep, dropped = dropped.len(), "rewound to follow a longer branch");
+        self.store
+            .commit_rewind(&mut self.ledger, keep, &dropped_txs, &self.tip)?;
+        tracing::warn!(
+            to = keep,
+            dropped = dropped.len(),
+            "rewound to follow a longer branch"
+        );
         for t in dropped.into_iter().flat_map(|b| b.txs) {
             let _ = self.mempool.admit(&self.ledger, t);
         }
@@ -334,9 +425,17 @@ impl Node {
                 return Ok(Imported::Known);
             }
             if h <= self.tip.irreversible {
-                return Err(NodeError::Import(ImportError::BelowIrreversible { hash, height: h, lib: self.tip.irreversible }));
+                return Err(NodeError::Import(ImportError::BelowIrreversible {
+                    hash,
+                    height: h,
+                    lib: self.tip.irreversible,
+                }));
             }
-            return Err(NodeError::Import(ImportError::Fork { hash, height: h, parent: b.header.parent }));
+            return Err(NodeError::Import(ImportError::Fork {
+                hash,
+                height: h,
+                parent: b.header.parent,
+            }));
         }
         if h > self.tip.height + 1 {
             return Ok(Imported::NeedSync(self.tip.height + 1));
@@ -347,10 +446,17 @@ impl Node {
                 self.rewind()?;
                 return Ok(Imported::NeedSync(self.tip.height + 1));
             }
-            return Err(NodeError::Import(ImportError::Fork { hash, height: h, parent: b.header.parent }));
+            return Err(NodeError::Import(ImportError::Fork {
+                hash,
+                height: h,
+                parent: b.header.parent,
+            }));
         }
         if b.header.slot <= self.tip.slot && self.tip.height > 0 {
-            return Err(invalid(format!("slot {} not after parent slot {}", b.header.slot, self.tip.slot)));
+            return Err(invalid(format!(
+                "slot {} not after parent slot {}",
+                b.header.slot, self.tip.slot
+            )));
         }
         if b.header.slot > self.slot_at(now_ms) + 1 {
             return Err(invalid(format!("slot {} is in the future", b.header.slot)));
@@ -358,7 +464,10 @@ impl Node {
         let schedule = dpos::schedule(&self.ledger);
         let expected = dpos::producer_of(&schedule, b.header.slot)?;
         if expected != b.header.producer.address() {
-            return Err(invalid(format!("slot {} belongs to {expected}", b.header.slot)));
+            return Err(invalid(format!(
+                "slot {} belongs to {expected}",
+                b.header.slot
+            )));
         }
         if !b.verify() {
             return Err(invalid("bad producer signature or tx root".into()));
@@ -366,7 +475,9 @@ impl Node {
         let mut next = self.ledger.clone();
         let mut effects = Vec::with_capacity(b.txs.len());
         for (i, t) in b.txs.iter().enumerate() {
-            let r = next.apply_tx(t).map_err(|e| invalid(format!("tx {i}: {e}")))?;
+            let r = next
+                .apply_tx(t)
+                .map_err(|e| invalid(format!("tx {i}: {e}")))?;
             effects.push(r);
         }
         next.finish_block(b.header.producer.address());
@@ -388,11 +499,24 @@ mod tests {
         let mut n = Node::open(dir.path(), g.clone(), Some(dev_key(0))).unwrap();
         let k = dev_key(3);
         let to = dev_key(4).address();
-        let t = Tx { chain_id: DEV_CHAIN_ID.into(), from: k.public(), nonce: 0, fee: Amount(1000), body: TxBody::Transfer { to, amount: Amount(5) } }.sign(&k);
+        let t = Tx {
+            chain_id: DEV_CHAIN_ID.into(),
+            from: k.public(),
+            nonce: 0,
+            fee: Amount(1000),
+            body: TxBody::Transfer {
+                to,
+                amount: Amount(5),
+            },
+        }
+        .sign(&k);
         let h = n.mempool.admit(&n.ledger, t).unwrap();
         let b = n.maybe_produce(5_000).unwrap().unwrap();
         assert_eq!(b.txs.len(), 1);
-        assert!(n.maybe_produce(5_500).unwrap().is_none(), "one block per slot");
+        assert!(
+            n.maybe_produce(5_500).unwrap().is_none(),
+            "one block per slot"
+        );
         assert!(n.maybe_produce(6_000).unwrap().is_some());
         assert_eq!(n.tip.height, 2);
         assert_eq!(n.tip.irreversible, 2, "one producer: irreversible at once");
@@ -402,7 +526,10 @@ mod tests {
         let n = Node::open(dir.path(), g, Some(dev_key(0))).unwrap();
         assert_eq!(n.tip.height, 2);
         assert!(n.synced);
-        assert_eq!(n.ledger.account(&to).balance, Amount::xen(1_000_000).checked_add(Amount(5)).unwrap());
+        assert_eq!(
+            n.ledger.account(&to).balance,
+            Amount::xen(1_000_000).checked_add(Amount(5)).unwrap()
+        );
     }
 
     #[test]
@@ -422,24 +549,45 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let mut c = Node::open(dir.path(), g.clone(), Some(dev_key(0))).unwrap();
         let rival = c.maybe_produce(10_500_000).unwrap().unwrap();
-        assert!(matches!(b.import_block(&rival, 10_500_000), Err(NodeError::Import(ImportError::BelowIrreversible { .. }))));
+        assert!(matches!(
+            b.import_block(&rival, 10_500_000),
+            Err(NodeError::Import(ImportError::BelowIrreversible { .. }))
+        ));
         // a block from a key that does not own the slot
         let mut forged = b2.clone();
         forged.header.height = 3;
         forged.header.parent = b.tip.hash;
         forged.header.slot = 12;
         let forged = Block::seal(forged.header, vec![], &dev_key(1));
-        assert!(matches!(b.import_block(&forged, 12_000), Err(NodeError::Import(ImportError::Invalid { .. }))));
+        assert!(matches!(
+            b.import_block(&forged, 12_000),
+            Err(NodeError::Import(ImportError::Invalid { .. }))
+        ));
         // a tampered tx list
         let mut t = a.maybe_produce(12_000).unwrap().unwrap();
         let k = dev_key(3);
-        t.txs.push(Tx { chain_id: DEV_CHAIN_ID.into(), from: k.public(), nonce: 0, fee: Amount(1000), body: TxBody::RegisterDelegate }.sign(&k));
-        assert!(matches!(b.import_block(&t, 12_000), Err(NodeError::Import(ImportError::Invalid { .. }))));
+        t.txs.push(
+            Tx {
+                chain_id: DEV_CHAIN_ID.into(),
+                from: k.public(),
+                nonce: 0,
+                fee: Amount(1000),
+                body: TxBody::RegisterDelegate,
+            }
+            .sign(&k),
+        );
+        assert!(matches!(
+            b.import_block(&t, 12_000),
+            Err(NodeError::Import(ImportError::Invalid { .. }))
+        ));
         // a block from the future
         let b3 = a.store.block(3).unwrap().unwrap();
         assert_eq!(b.import_block(&b3, 12_000).unwrap(), Imported::Applied);
         let fut = a.maybe_produce(20_000).unwrap().unwrap();
-        assert!(matches!(b.import_block(&fut, 12_000), Err(NodeError::Import(ImportError::Invalid { .. }))));
+        assert!(matches!(
+            b.import_block(&fut, 12_000),
+            Err(NodeError::Import(ImportError::Invalid { .. }))
+        ));
     }
 
     /// Delivers `b` to every node except `skip`.
@@ -455,9 +603,15 @@ mod tests {
     fn a_node_on_a_losing_branch_rewinds_and_follows_the_longer_one() {
         let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
         let g = dev_genesis(4, 1000);
-        let mut nodes: Vec<Node> = (0..4).map(|i| Node::open(dirs[i].path(), g.clone(), Some(dev_key(i))).unwrap()).collect();
+        let mut nodes: Vec<Node> = (0..4)
+            .map(|i| Node::open(dirs[i].path(), g.clone(), Some(dev_key(i))).unwrap())
+            .collect();
         let schedule = dpos::schedule(&nodes[0].ledger);
-        let owner = |slot: u64| (0..4).find(|i| dev_key(*i).address() == schedule[(slot % 4) as usize]).unwrap();
+        let owner = |slot: u64| {
+            (0..4)
+                .find(|i| dev_key(*i).address() == schedule[(slot % 4) as usize])
+                .unwrap()
+        };
         // slots 100..=107: everyone hears everything
         for slot in 100..108u64 {
             let now = slot * 1000;
@@ -469,8 +623,18 @@ mod tests {
         // slot 108: its producer X is cut off; it has a tx only it includes
         let x = owner(108);
         let k = dev_key(9);
-        let t = Tx { chain_id: DEV_CHAIN_ID.into(), from: k.public(), nonce: 0, fee: Amount(1000), body: TxBody::RegisterDelegate }.sign(&k);
-        { let n = &mut nodes[x]; n.mempool.admit(&n.ledger, t.clone()).unwrap(); }
+        let t = Tx {
+            chain_id: DEV_CHAIN_ID.into(),
+            from: k.public(),
+            nonce: 0,
+            fee: Amount(1000),
+            body: TxBody::RegisterDelegate,
+        }
+        .sign(&k);
+        {
+            let n = &mut nodes[x];
+            n.mempool.admit(&n.ledger, t.clone()).unwrap();
+        }
         let lost = nodes[x].maybe_produce(108_000).unwrap().unwrap();
         // slots 109, 110: the others build without it
         let mut branch = Vec::new();
@@ -481,16 +645,33 @@ mod tests {
             branch.push(b);
         }
         // X hears the longer branch: the equal-height rival is refused, the next one rewinds it
-        assert!(matches!(nodes[x].import_block(&branch[0], 111_000), Err(NodeError::Import(ImportError::Fork { .. }))));
-        let Imported::NeedSync(from) = nodes[x].import_block(&branch[1], 111_000).unwrap() else { panic!("expected a rewind") };
-        assert!(from <= lost.header.height && from > lib, "rewound to {from}, never below irreversible {lib}");
+        assert!(matches!(
+            nodes[x].import_block(&branch[0], 111_000),
+            Err(NodeError::Import(ImportError::Fork { .. }))
+        ));
+        let Imported::NeedSync(from) = nodes[x].import_block(&branch[1], 111_000).unwrap() else {
+            panic!("expected a rewind")
+        };
+        assert!(
+            from <= lost.header.height && from > lib,
+            "rewound to {from}, never below irreversible {lib}"
+        );
         assert!(!nodes[x].synced);
-        assert!(nodes[x].store.receipt(&t.hash()).unwrap().is_none(), "receipt of the dropped block is gone");
-        assert!(nodes[x].mempool.get(&t.hash()).is_some(), "its tx is back in the mempool");
+        assert!(
+            nodes[x].store.receipt(&t.hash()).unwrap().is_none(),
+            "receipt of the dropped block is gone"
+        );
+        assert!(
+            nodes[x].mempool.get(&t.hash()).is_some(),
+            "its tx is back in the mempool"
+        );
         let other = (x + 1) % 4;
         for h in from..=nodes[other].tip.height {
             let b = nodes[other].store.block(h).unwrap().unwrap();
-            assert_eq!(nodes[x].import_block(&b, 111_000).unwrap(), Imported::Applied);
+            assert_eq!(
+                nodes[x].import_block(&b, 111_000).unwrap(),
+                Imported::Applied
+            );
         }
         assert_eq!(nodes[x].tip, nodes[other].tip);
         assert_eq!(nodes[x].ledger.accounts, nodes[other].ledger.accounts);

@@ -66,8 +66,11 @@ struct Behaviour {
 
 /// The libp2p keypair of a chain key (same secret).
 pub fn libp2p_keypair(key: &SecretKey) -> Result<identity::Keypair, P2pError> {
-    let sk = identity::secp256k1::SecretKey::try_from_bytes(key.to_bytes()).map_err(|e| P2pError::Key(e.to_string()))?;
-    Ok(identity::Keypair::from(identity::secp256k1::Keypair::from(sk)))
+    let sk = identity::secp256k1::SecretKey::try_from_bytes(key.to_bytes())
+        .map_err(|e| P2pError::Key(e.to_string()))?;
+    Ok(identity::Keypair::from(identity::secp256k1::Keypair::from(
+        sk,
+    )))
 }
 
 /// Network settings.
@@ -83,7 +86,11 @@ fn build_swarm(key: &SecretKey) -> Result<Swarm<Behaviour>, P2pError> {
     let t = |e: &dyn std::fmt::Display| P2pError::Transport(e.to_string());
     let swarm = libp2p::SwarmBuilder::with_existing_identity(kp)
         .with_tokio()
-        .with_tcp(tcp::Config::default().nodelay(true), noise::Config::new, yamux::Config::default)
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
         .map_err(|e| t(&e))?
         .with_behaviour(|kp| {
             let gcfg = gossipsub::ConfigBuilder::default()
@@ -101,8 +108,13 @@ fn build_swarm(key: &SecretKey) -> Result<Swarm<Behaviour>, P2pError> {
                 [(StreamProtocol::new("/xen/sync/1"), ProtocolSupport::Full)],
                 request_response::Config::default().with_request_timeout(Duration::from_secs(10)),
             );
-            let identify = identify::Behaviour::new(identify::Config::new("/xen/1".into(), kp.public()));
-            Ok(Behaviour { gossip, sync, identify })
+            let identify =
+                identify::Behaviour::new(identify::Config::new("/xen/1".into(), kp.public()));
+            Ok(Behaviour {
+                gossip,
+                sync,
+                identify,
+            })
         })
         .map_err(|e| t(&e))?
         .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
@@ -113,12 +125,21 @@ fn build_swarm(key: &SecretKey) -> Result<Swarm<Behaviour>, P2pError> {
 /// Runs networking for `node` until the task is dropped or a fatal node error.
 pub async fn run(node: SharedNode, key: SecretKey, cfg: P2pConfig) -> anyhow::Result<()> {
     let mut swarm = build_swarm(&key)?;
-    swarm.listen_on(cfg.listen.clone()).map_err(|e| P2pError::Listen { addr: cfg.listen.clone(), reason: e.to_string() })?;
+    swarm
+        .listen_on(cfg.listen.clone())
+        .map_err(|e| P2pError::Listen {
+            addr: cfg.listen.clone(),
+            reason: e.to_string(),
+        })?;
     let blocks = IdentTopic::new(format!("xen/{}/blocks", cfg.chain_id));
     let txs = IdentTopic::new(format!("xen/{}/txs", cfg.chain_id));
     swarm.behaviour_mut().gossip.subscribe(&blocks)?;
     swarm.behaviour_mut().gossip.subscribe(&txs)?;
-    let mut events = node.lock().unwrap_or_else(|p| p.into_inner()).events.subscribe();
+    let mut events = node
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .events
+        .subscribe();
     let mut connected: HashSet<PeerId> = HashSet::new();
     let mut sync_in_flight = false;
     let mut tick = tokio::time::interval(Duration::from_millis(250));
@@ -231,7 +252,9 @@ async fn import(node: &SharedNode, blocks: Vec<Block>) -> anyhow::Result<()> {
         let mut n = node.lock().unwrap_or_else(|p| p.into_inner());
         for b in blocks {
             match n.import_block(&b, now_ms()) {
-                Ok(Imported::Applied) => tracing::debug!(height = b.header.height, "imported block"),
+                Ok(Imported::Applied) => {
+                    tracing::debug!(height = b.header.height, "imported block")
+                }
                 Ok(Imported::Known) => {}
                 Ok(Imported::NeedSync(_)) => break,
                 Err(NodeError::Store(e)) => return Err(e.into()),

@@ -27,11 +27,19 @@ pub enum StoreError {
     #[error("database {path}: {source}")]
     Db { path: PathBuf, source: redb::Error },
     #[error("database {path}: corrupt record in {table}: {reason}")]
-    Corrupt { path: PathBuf, table: &'static str, reason: String },
+    Corrupt {
+        path: PathBuf,
+        table: &'static str,
+        reason: String,
+    },
     #[error("database {path}: state fails the money audit: {0}", path = .1.display())]
     Audit(String, PathBuf),
     #[error("database {path} belongs to chain {found:?}, not {expected:?}")]
-    WrongChain { path: PathBuf, found: String, expected: String },
+    WrongChain {
+        path: PathBuf,
+        found: String,
+        expected: String,
+    },
 }
 
 /// Where and how a tx was included.
@@ -68,27 +76,52 @@ fn enc<T: Serialize>(v: &T) -> Vec<u8> {
 impl Store {
     /// Opens or creates the database file.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
-        let db = Database::create(path).map_err(|e| StoreError::Db { path: path.into(), source: e.into() })?;
-        Ok(Store { db, path: path.into() })
+        let db = Database::create(path).map_err(|e| StoreError::Db {
+            path: path.into(),
+            source: e.into(),
+        })?;
+        Ok(Store {
+            db,
+            path: path.into(),
+        })
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
-        StoreError::Db { path: self.path.clone(), source: e.into() }
+        StoreError::Db {
+            path: self.path.clone(),
+            source: e.into(),
+        }
     }
 
     fn dec<T: DeserializeOwned>(&self, table: &'static str, b: &[u8]) -> Result<T, StoreError> {
-        serde_json::from_slice(b).map_err(|e| StoreError::Corrupt { path: self.path.clone(), table, reason: e.to_string() })
+        serde_json::from_slice(b).map_err(|e| StoreError::Corrupt {
+            path: self.path.clone(),
+            table,
+            reason: e.to_string(),
+        })
     }
 
     /// Writes the state changed since the last commit, `block` (if any) with
     /// its receipts, and the tip, in one atomic transaction.
-    pub fn commit(&self, ledger: &mut Ledger, block: Option<&Block>, receipts: &[Receipt], tip: &Tip) -> Result<(), StoreError> {
+    pub fn commit(
+        &self,
+        ledger: &mut Ledger,
+        block: Option<&Block>,
+        receipts: &[Receipt],
+        tip: &Tip,
+    ) -> Result<(), StoreError> {
         self.commit_inner(ledger, block, receipts, None, tip)
     }
 
     /// Rewinds: drops the blocks above `keep_height` and the receipts of
     /// `dropped_txs`, and writes the rewound state and tip, in one atomic transaction.
-    pub fn commit_rewind(&self, ledger: &mut Ledger, keep_height: u64, dropped_txs: &[Hash32], tip: &Tip) -> Result<(), StoreError> {
+    pub fn commit_rewind(
+        &self,
+        ledger: &mut Ledger,
+        keep_height: u64,
+        dropped_txs: &[Hash32],
+        tip: &Tip,
+    ) -> Result<(), StoreError> {
         self.commit_inner(ledger, None, &[], Some((keep_height, dropped_txs)), tip)
     }
 
@@ -129,12 +162,17 @@ impl Store {
             }
             let mut t = w.open_table(DELEGATES).map_err(|e| self.err(e))?;
             for d in &dirty.delegates {
-                let r = if ledger.delegates.contains(d) { t.insert(&d.0[..], &[][..]).map(|_| ()) } else { t.remove(&d.0[..]).map(|_| ()) };
+                let r = if ledger.delegates.contains(d) {
+                    t.insert(&d.0[..], &[][..]).map(|_| ())
+                } else {
+                    t.remove(&d.0[..]).map(|_| ())
+                };
                 r.map_err(|e| self.err(e))?;
             }
             if let Some((keep, dropped)) = rewind {
                 let mut t = w.open_table(BLOCKS).map_err(|e| self.err(e))?;
-                t.retain_in((keep + 1).., |_, _| false).map_err(|e| self.err(e))?;
+                t.retain_in((keep + 1).., |_, _| false)
+                    .map_err(|e| self.err(e))?;
                 let mut t = w.open_table(RECEIPTS).map_err(|e| self.err(e))?;
                 for h in dropped {
                     t.remove(&h.0[..]).map_err(|e| self.err(e))?;
@@ -142,16 +180,21 @@ impl Store {
             }
             if let Some(b) = block {
                 let mut t = w.open_table(BLOCKS).map_err(|e| self.err(e))?;
-                t.insert(b.header.height, &enc(b)[..]).map_err(|e| self.err(e))?;
+                t.insert(b.header.height, &enc(b)[..])
+                    .map_err(|e| self.err(e))?;
                 let mut t = w.open_table(RECEIPTS).map_err(|e| self.err(e))?;
                 for r in receipts {
-                    t.insert(&r.tx.0[..], &enc(r)[..]).map_err(|e| self.err(e))?;
+                    t.insert(&r.tx.0[..], &enc(r)[..])
+                        .map_err(|e| self.err(e))?;
                 }
             }
             let mut t = w.open_table(META).map_err(|e| self.err(e))?;
-            t.insert("params", &enc(&ledger.params)[..]).map_err(|e| self.err(e))?;
-            t.insert("totals", &enc(&ledger.totals)[..]).map_err(|e| self.err(e))?;
-            t.insert("height", &enc(&ledger.height)[..]).map_err(|e| self.err(e))?;
+            t.insert("params", &enc(&ledger.params)[..])
+                .map_err(|e| self.err(e))?;
+            t.insert("totals", &enc(&ledger.totals)[..])
+                .map_err(|e| self.err(e))?;
+            t.insert("height", &enc(&ledger.height)[..])
+                .map_err(|e| self.err(e))?;
             t.insert("tip", &enc(tip)[..]).map_err(|e| self.err(e))?;
         }
         w.commit().map_err(|e| self.err(e))
@@ -167,7 +210,11 @@ impl Store {
         };
         let get = |k: &str| -> Result<Vec<u8>, StoreError> {
             let v = meta.get(k).map_err(|e| self.err(e))?;
-            v.map(|g| g.value().to_vec()).ok_or(StoreError::Corrupt { path: self.path.clone(), table: "meta", reason: format!("missing {k}") })
+            v.map(|g| g.value().to_vec()).ok_or(StoreError::Corrupt {
+                path: self.path.clone(),
+                table: "meta",
+                reason: format!("missing {k}"),
+            })
         };
         let params: ChainParams = self.dec("meta", &get("params")?)?;
         let totals: Totals = self.dec("meta", &get("totals")?)?;
@@ -176,28 +223,57 @@ impl Store {
         let mut l = Ledger::genesis(params, &[], &[]);
         l.totals = totals;
         l.height = height;
-        for item in r.open_table(ACCOUNTS).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for item in r
+            .open_table(ACCOUNTS)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (k, v) = item.map_err(|e| self.err(e))?;
-            let a: [u8; 20] = k.value().try_into().map_err(|_| StoreError::Corrupt { path: self.path.clone(), table: "accounts", reason: "key not 20 bytes".into() })?;
+            let a: [u8; 20] = k.value().try_into().map_err(|_| StoreError::Corrupt {
+                path: self.path.clone(),
+                table: "accounts",
+                reason: "key not 20 bytes".into(),
+            })?;
             let acc: Account = self.dec("accounts", v.value())?;
             l.accounts.insert(Address(a), acc);
         }
-        for item in r.open_table(CHANNELS).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for item in r
+            .open_table(CHANNELS)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (_, v) = item.map_err(|e| self.err(e))?;
             let c: Channel = self.dec("channels", v.value())?;
             l.channels.insert(c.id, c);
         }
-        for item in r.open_table(ANNS).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for item in r
+            .open_table(ANNS)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (_, v) = item.map_err(|e| self.err(e))?;
             let a: Announcement = self.dec("announcements", v.value())?;
             l.anns.insert(a.id, a);
         }
-        for item in r.open_table(DELEGATES).map_err(|e| self.err(e))?.iter().map_err(|e| self.err(e))? {
+        for item in r
+            .open_table(DELEGATES)
+            .map_err(|e| self.err(e))?
+            .iter()
+            .map_err(|e| self.err(e))?
+        {
             let (k, _) = item.map_err(|e| self.err(e))?;
-            let a: [u8; 20] = k.value().try_into().map_err(|_| StoreError::Corrupt { path: self.path.clone(), table: "delegates", reason: "key not 20 bytes".into() })?;
+            let a: [u8; 20] = k.value().try_into().map_err(|_| StoreError::Corrupt {
+                path: self.path.clone(),
+                table: "delegates",
+                reason: "key not 20 bytes".into(),
+            })?;
             l.delegates.insert(Address(a));
         }
-        l.audit().map_err(|e| StoreError::Audit(e, self.path.clone()))?;
+        l.audit()
+            .map_err(|e| StoreError::Audit(e, self.path.clone()))?;
         l.take_dirty();
         Ok(Some((l, tip)))
     }
@@ -251,12 +327,27 @@ mod tests {
         };
         let a = SecretKey::from_seed("a").address();
         let mut l = Ledger::genesis(p, &[(a, Amount(100))], &[a]);
-        let tip = Tip { height: 0, hash: Hash32::default(), slot: 0, irreversible: 0, genesis_ms: 1 };
+        let tip = Tip {
+            height: 0,
+            hash: Hash32::default(),
+            slot: 0,
+            irreversible: 0,
+            genesis_ms: 1,
+        };
         let s = Store::open(&dir.path().join("db")).unwrap();
         assert!(s.load().unwrap().is_none());
         s.commit(&mut l, None, &[], &tip).unwrap();
         l.finish_block(a);
-        s.commit(&mut l, None, &[], &Tip { height: 1, ..tip.clone() }).unwrap();
+        s.commit(
+            &mut l,
+            None,
+            &[],
+            &Tip {
+                height: 1,
+                ..tip.clone()
+            },
+        )
+        .unwrap();
         drop(s);
         let s = Store::open(&dir.path().join("db")).unwrap();
         let (l2, tip2) = s.load().unwrap().unwrap();

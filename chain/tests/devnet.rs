@@ -31,7 +31,14 @@ impl Drop for Daemon {
 impl Daemon {
     fn start(dir: &Path) -> Daemon {
         let mut child = Command::new(env!("CARGO_BIN_EXE_xencoind"))
-            .args(["--dev", "--slot-ms", SLOT_MS, "--rpc-addr", "127.0.0.1:0", "--data-dir"])
+            .args([
+                "--dev",
+                "--slot-ms",
+                SLOT_MS,
+                "--rpc-addr",
+                "127.0.0.1:0",
+                "--data-dir",
+            ])
             .arg(dir)
             .env("RUST_LOG", "warn")
             .stdout(Stdio::piped())
@@ -40,9 +47,18 @@ impl Daemon {
             .expect("spawn xencoind");
         let mut out = BufReader::new(child.stdout.take().unwrap());
         let mut line = String::new();
-        let mut d = Daemon { child, rpc: "127.0.0.1:1".parse().unwrap() };
+        let mut d = Daemon {
+            child,
+            rpc: "127.0.0.1:1".parse().unwrap(),
+        };
         out.read_line(&mut line).expect("read xencoind stdout");
-        d.rpc = line.trim().rsplit("http://").next().unwrap().parse().unwrap_or_else(|_| panic!("no rpc address in {line:?}"));
+        d.rpc = line
+            .trim()
+            .rsplit("http://")
+            .next()
+            .unwrap()
+            .parse()
+            .unwrap_or_else(|_| panic!("no rpc address in {line:?}"));
         d
     }
 
@@ -58,7 +74,8 @@ impl Daemon {
 
 fn rpc(addr: SocketAddr, method: &str, params: Value) -> Result<Value, String> {
     let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
+    let mut s =
+        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
     s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
     write!(s, "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
         .map_err(|e| e.to_string())?;
@@ -77,7 +94,16 @@ fn dev_key(i: usize) -> SecretKey {
 }
 
 fn transfer(from: &SecretKey, nonce: u64, to: &SecretKey, amount: u64, chain: &str) -> Value {
-    let t = Tx { chain_id: chain.into(), from: from.public(), nonce, fee: Amount(1000), body: TxBody::Transfer { to: to.address(), amount: Amount(amount) } };
+    let t = Tx {
+        chain_id: chain.into(),
+        from: from.public(),
+        nonce,
+        fee: Amount(1000),
+        body: TxBody::Transfer {
+            to: to.address(),
+            amount: Amount(amount),
+        },
+    };
     serde_json::to_value(t.sign(from)).unwrap()
 }
 
@@ -87,7 +113,10 @@ fn wait_for<T>(what: &str, mut f: impl FnMut() -> Option<T>) -> T {
         if let Some(v) = f() {
             return v;
         }
-        assert!(start.elapsed() < Duration::from_secs(20), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
 }
@@ -98,7 +127,11 @@ fn dev_node_includes_finalises_and_refuses_replays() {
     let d = Daemon::start(dir.path());
     assert_eq!(d.call("xen_chainId", json!([])).unwrap(), "xen-dev-1");
     let (a, b) = (dev_key(1), dev_key(9));
-    let before = d.call("xen_getAccount", json!([b.address().to_string()])).unwrap()["balance"].as_u64().unwrap();
+    let before = d
+        .call("xen_getAccount", json!([b.address().to_string()]))
+        .unwrap()["balance"]
+        .as_u64()
+        .unwrap();
     let tx = transfer(&a, 0, &b, 12345, "xen-dev-1");
     let hash = d.call("xen_submitTx", json!([tx])).unwrap();
     let err = d.call("xen_submitTx", json!([tx])).unwrap_err();
@@ -108,21 +141,32 @@ fn dev_node_includes_finalises_and_refuses_replays() {
         (v["status"] == "irreversible").then_some(v)
     });
     assert_eq!(status["receipt"]["fee"], 1000);
-    let after = d.call("xen_getAccount", json!([b.address().to_string()])).unwrap()["balance"].as_u64().unwrap();
+    let after = d
+        .call("xen_getAccount", json!([b.address().to_string()]))
+        .unwrap()["balance"]
+        .as_u64()
+        .unwrap();
     assert_eq!(after, before + 12345);
     // replay of an included tx
     let err = d.call("xen_submitTx", json!([tx])).unwrap_err();
     assert!(err.contains("replay"), "{err}");
     // a tx signed for another network
-    let err = d.call("xen_submitTx", json!([transfer(&a, 1, &b, 1, "xen-main")])).unwrap_err();
+    let err = d
+        .call("xen_submitTx", json!([transfer(&a, 1, &b, 1, "xen-main")]))
+        .unwrap_err();
     assert!(err.contains("wrong chain id"), "{err}");
     // malformed params are refused before use
-    assert!(d.call("xen_getAccount", json!(["xen1notanaddress"])).is_err());
+    assert!(d
+        .call("xen_getAccount", json!(["xen1notanaddress"]))
+        .is_err());
     // oversized request bodies are refused before parsing
     let huge = "x".repeat(300 * 1024);
     assert!(d.call("xen_getAccount", json!([huge])).is_err());
     let head = d.call("xen_head", json!([])).unwrap();
-    assert!(head["irreversible_height"].as_u64().unwrap() >= status["receipt"]["height"].as_u64().unwrap());
+    assert!(
+        head["irreversible_height"].as_u64().unwrap()
+            >= status["receipt"]["height"].as_u64().unwrap()
+    );
 }
 
 #[test]
@@ -138,13 +182,23 @@ fn sigkill_at_any_point_loses_no_irreversible_block() {
             assert!(!blk.is_null(), "irreversible block {h} lost after SIGKILL");
             let head = d.call("xen_head", json!([])).unwrap();
             assert!(head["height"].as_u64().unwrap() >= *h);
-            assert_eq!(&blk["header"], &hash["header"], "irreversible block {h} changed");
+            assert_eq!(
+                &blk["header"], &hash["header"],
+                "irreversible block {h} changed"
+            );
         }
-        let mut nonce = d.call("xen_getAccount", json!([a.address().to_string()])).unwrap()["nonce"].as_u64().unwrap();
+        let mut nonce = d
+            .call("xen_getAccount", json!([a.address().to_string()]))
+            .unwrap()["nonce"]
+            .as_u64()
+            .unwrap();
         // keep txs flowing, then kill at an arbitrary moment mid-slot
         let until = Instant::now() + Duration::from_millis(600 + 137 * round);
         while Instant::now() < until {
-            let _ = d.call("xen_submitTx", json!([transfer(&a, nonce, &b, 1, "xen-dev-1")]));
+            let _ = d.call(
+                "xen_submitTx",
+                json!([transfer(&a, nonce, &b, 1, "xen-dev-1")]),
+            );
             nonce += 1;
             std::thread::sleep(Duration::from_millis(7));
         }
@@ -156,14 +210,26 @@ fn sigkill_at_any_point_loses_no_irreversible_block() {
     }
     // final restart: state loads (the money audit passes) and the chain goes on
     let d = Daemon::start(dir.path());
-    let h0 = d.call("xen_head", json!([])).unwrap()["height"].as_u64().unwrap();
+    let h0 = d.call("xen_head", json!([])).unwrap()["height"]
+        .as_u64()
+        .unwrap();
     assert!(h0 >= seen.last().unwrap().0);
     wait_for("a new block after restart", || {
-        (d.call("xen_head", json!([])).unwrap()["height"].as_u64().unwrap() > h0).then_some(())
+        (d.call("xen_head", json!([])).unwrap()["height"]
+            .as_u64()
+            .unwrap()
+            > h0)
+            .then_some(())
     });
-    let acc = d.call("xen_getAccount", json!([a.address().to_string()])).unwrap();
+    let acc = d
+        .call("xen_getAccount", json!([a.address().to_string()]))
+        .unwrap();
     let nonce_now = acc["nonce"].as_u64().unwrap();
-    let bal_b = d.call("xen_getAccount", json!([b.address().to_string()])).unwrap()["balance"].as_u64().unwrap();
+    let bal_b = d
+        .call("xen_getAccount", json!([b.address().to_string()]))
+        .unwrap()["balance"]
+        .as_u64()
+        .unwrap();
     // every included transfer moved exactly 1 base unit from a to b
     assert_eq!(bal_b, Amount::xen(1_000_000).0 + nonce_now);
 }
@@ -182,7 +248,11 @@ impl Ws {
             s.read_exact(&mut b).unwrap();
             head.push(b[0]);
         }
-        assert!(String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"), "{}", String::from_utf8_lossy(&head));
+        assert!(
+            String::from_utf8_lossy(&head).starts_with("HTTP/1.1 101"),
+            "{}",
+            String::from_utf8_lossy(&head)
+        );
         Ws(s)
     }
 
@@ -232,14 +302,19 @@ fn websocket_subscriptions_deliver_heads_and_matching_announcements() {
     let d = Daemon::start(dir.path());
     let mut ws = Ws::connect(d.rpc);
     ws.send(&json!({"jsonrpc": "2.0", "id": 1, "method": "xen_subscribeNewHeads", "params": []}));
-    let id = ws.recv(); assert!(id["result"].is_u64() || id["result"].is_string(), "subscription id: {id}");
+    let id = ws.recv();
+    assert!(
+        id["result"].is_u64() || id["result"].is_string(),
+        "subscription id: {id}"
+    );
     let n = ws.recv();
     assert_eq!(n["method"], "xen_newHead");
     assert!(n["params"]["result"]["height"].as_u64().unwrap() >= 1);
 
     let mut anns = Ws::connect(d.rpc);
     anns.send(&json!({"jsonrpc": "2.0", "id": 2, "method": "xen_subscribeAnnouncements", "params": [{"max_memory_bytes": 1u64 << 30}]}));
-    let id = anns.recv(); assert!(!id["result"].is_null(), "subscription id: {id}");
+    let id = anns.recv();
+    assert!(!id["result"].is_null(), "subscription id: {id}");
     let k = dev_key(4);
     for (nonce, memory) in [(0u64, 8u64 << 30), (1, 512 << 20)] {
         let t = Tx {
@@ -249,7 +324,13 @@ fn websocket_subscriptions_deliver_heads_and_matching_announcements() {
             fee: Amount(1000),
             body: TxBody::Announce {
                 job_id: format!("job-{nonce}"),
-                requirements: zennet_protocol::tx::Requirements { count: 1, memory_bytes: memory, cpu_millicores: 1000, disk_bytes: 1 << 30, image: "debian".into() },
+                requirements: zennet_protocol::tx::Requirements {
+                    count: 1,
+                    memory_bytes: memory,
+                    cpu_millicores: 1000,
+                    disk_bytes: 1 << 30,
+                    image: "debian".into(),
+                },
                 endpoint: "/ip4/127.0.0.1/tcp/4001".into(),
                 price_ceiling: Amount(5),
                 expiry_height: 1_000_000,
@@ -259,7 +340,15 @@ fn websocket_subscriptions_deliver_heads_and_matching_announcements() {
     }
     let a = anns.recv();
     assert_eq!(a["method"], "xen_announcement");
-    assert_eq!(a["params"]["result"]["job_id"], "job-1", "only the announcement that fits 1 GiB");
-    let listed = d.call("xen_getAnnouncements", json!([{"max_memory_bytes": 1u64 << 30}])).unwrap();
+    assert_eq!(
+        a["params"]["result"]["job_id"], "job-1",
+        "only the announcement that fits 1 GiB"
+    );
+    let listed = d
+        .call(
+            "xen_getAnnouncements",
+            json!([{"max_memory_bytes": 1u64 << 30}]),
+        )
+        .unwrap();
     assert_eq!(listed.as_array().unwrap().len(), 1);
 }

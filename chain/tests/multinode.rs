@@ -26,7 +26,11 @@ impl Drop for Daemon {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 /// A 4-delegate network plan: data dirs and p2p ports.
@@ -41,16 +45,31 @@ impl Net {
         let dir = tempfile::tempdir().unwrap();
         let dirs = (0..4).map(|i| dir.path().join(format!("n{i}"))).collect();
         let ports = (0..4).map(|_| free_port()).collect();
-        Net { _dir: dir, dirs, ports }
+        Net {
+            _dir: dir,
+            dirs,
+            ports,
+        }
     }
 
     /// Starts delegate `i`, peering with `peers`.
     fn start(&self, i: usize, peers: &[usize]) -> Daemon {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_xencoind"));
-        cmd.args(["--dev", "--validators", "4", "--slot-ms", SLOT_MS, "--rpc-addr", "127.0.0.1:0"])
-            .args(["--dev-key", &i.to_string(), "--data-dir"])
-            .arg(&self.dirs[i])
-            .args(["--p2p-listen", &format!("/ip4/127.0.0.1/tcp/{}", self.ports[i])]);
+        cmd.args([
+            "--dev",
+            "--validators",
+            "4",
+            "--slot-ms",
+            SLOT_MS,
+            "--rpc-addr",
+            "127.0.0.1:0",
+        ])
+        .args(["--dev-key", &i.to_string(), "--data-dir"])
+        .arg(&self.dirs[i])
+        .args([
+            "--p2p-listen",
+            &format!("/ip4/127.0.0.1/tcp/{}", self.ports[i]),
+        ]);
         for p in peers {
             cmd.args(["--peer", &format!("/ip4/127.0.0.1/tcp/{}", self.ports[*p])]);
         }
@@ -67,12 +86,26 @@ fn others(i: usize) -> Vec<usize> {
 }
 
 fn start(mut cmd: Command, _dir: &Path) -> Daemon {
-    let mut child = cmd.env("RUST_LOG", "warn").stdout(Stdio::piped()).stderr(Stdio::inherit()).spawn().expect("spawn xencoind");
+    let mut child = cmd
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .expect("spawn xencoind");
     let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut d = Daemon { child, rpc: "127.0.0.1:1".parse().unwrap() };
+    let mut d = Daemon {
+        child,
+        rpc: "127.0.0.1:1".parse().unwrap(),
+    };
     let mut line = String::new();
     out.read_line(&mut line).expect("read xencoind stdout");
-    d.rpc = line.trim().rsplit("http://").next().unwrap().parse().unwrap_or_else(|_| panic!("no rpc address in {line:?}"));
+    d.rpc = line
+        .trim()
+        .rsplit("http://")
+        .next()
+        .unwrap()
+        .parse()
+        .unwrap_or_else(|_| panic!("no rpc address in {line:?}"));
     d
 }
 
@@ -90,7 +123,10 @@ fn rpc(addr: SocketAddr, method: &str, params: Value) -> Value {
 
 fn head(d: &Daemon) -> (u64, u64) {
     let h = rpc(d.rpc, "xen_head", json!([]));
-    (h["height"].as_u64().unwrap(), h["irreversible_height"].as_u64().unwrap())
+    (
+        h["height"].as_u64().unwrap(),
+        h["irreversible_height"].as_u64().unwrap(),
+    )
 }
 
 fn block(d: &Daemon, h: u64) -> Value {
@@ -100,7 +136,10 @@ fn block(d: &Daemon, h: u64) -> Value {
 fn wait_for(what: &str, secs: u64, mut f: impl FnMut() -> bool) {
     let start = Instant::now();
     while !f() {
-        assert!(start.elapsed() < Duration::from_secs(secs), "timed out waiting for {what}");
+        assert!(
+            start.elapsed() < Duration::from_secs(secs),
+            "timed out waiting for {what}"
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
 }
@@ -113,14 +152,21 @@ fn producer(b: &Value) -> String {
 fn four_delegates_take_turns_agree_skip_a_dead_one_and_catch_it_up() {
     let net = Net::new();
     let mut nodes: Vec<Option<Daemon>> = net.start_all().into_iter().map(Some).collect();
-    let d = |nodes: &Vec<Option<Daemon>>, i: usize| -> SocketAddr { nodes[i].as_ref().unwrap().rpc };
-    wait_for("irreversible height 8 on every node", 40, || nodes.iter().all(|n| head(n.as_ref().unwrap()).1 >= 8));
+    let d =
+        |nodes: &Vec<Option<Daemon>>, i: usize| -> SocketAddr { nodes[i].as_ref().unwrap().rpc };
+    wait_for("irreversible height 8 on every node", 40, || {
+        nodes.iter().all(|n| head(n.as_ref().unwrap()).1 >= 8)
+    });
     // every node has the same irreversible blocks, made by all four in turn
     let mut producers = std::collections::BTreeSet::new();
     for h in 1..=8 {
         let b0 = rpc(d(&nodes, 0), "xen_getBlock", json!([h]));
         for i in 1..4 {
-            assert_eq!(rpc(d(&nodes, i), "xen_getBlock", json!([h]))["header"], b0["header"], "nodes 0 and {i} disagree at {h}");
+            assert_eq!(
+                rpc(d(&nodes, i), "xen_getBlock", json!([h]))["header"],
+                b0["header"],
+                "nodes 0 and {i} disagree at {h}"
+            );
         }
         producers.insert(producer(&b0));
     }
@@ -133,7 +179,10 @@ fn four_delegates_take_turns_agree_skip_a_dead_one_and_catch_it_up() {
         from: k.public(),
         nonce: 0,
         fee: zennet_protocol::Amount(1000),
-        body: zennet_protocol::tx::TxBody::Transfer { to, amount: zennet_protocol::Amount(77) },
+        body: zennet_protocol::tx::TxBody::Transfer {
+            to,
+            amount: zennet_protocol::Amount(77),
+        },
     }
     .sign(&k);
     let hash = rpc(d(&nodes, 1), "xen_submitTx", json!([tx]));
@@ -143,16 +192,26 @@ fn four_delegates_take_turns_agree_skip_a_dead_one_and_catch_it_up() {
     // SIGKILL delegate 3 at an arbitrary point; the other three keep finalising
     drop(nodes[3].take()); // Drop kills (SIGKILL) and reaps
     let (_, lib0) = head(nodes[0].as_ref().unwrap());
-    wait_for("finality to advance by 6 with 3 of 4", 40, || head(nodes[0].as_ref().unwrap()).1 >= lib0 + 6);
+    wait_for("finality to advance by 6 with 3 of 4", 40, || {
+        head(nodes[0].as_ref().unwrap()).1 >= lib0 + 6
+    });
     // restart: it catches up with the others and agrees
     nodes[3] = Some(net.start(3, &others(3)));
     let (_, target) = head(nodes[0].as_ref().unwrap());
-    wait_for("restarted delegate to catch up", 40, || head(nodes[3].as_ref().unwrap()).0 >= target);
+    wait_for("restarted delegate to catch up", 40, || {
+        head(nodes[3].as_ref().unwrap()).0 >= target
+    });
     for h in [1, target / 2, target] {
-        assert_eq!(block(nodes[3].as_ref().unwrap(), h)["header"], block(nodes[0].as_ref().unwrap(), h)["header"], "disagree at {h}");
+        assert_eq!(
+            block(nodes[3].as_ref().unwrap(), h)["header"],
+            block(nodes[0].as_ref().unwrap(), h)["header"],
+            "disagree at {h}"
+        );
     }
     // and it produces again: its key appears above the catch-up point
-    let key3 = zennet_protocol::keys::SecretKey::from_seed("xencoin-dev-3").public().to_string();
+    let key3 = zennet_protocol::keys::SecretKey::from_seed("xencoin-dev-3")
+        .public()
+        .to_string();
     let (now, _) = head(nodes[3].as_ref().unwrap());
     wait_for("restarted delegate to produce", 40, || {
         let (h, _) = head(nodes[0].as_ref().unwrap());
@@ -164,7 +223,17 @@ fn four_delegates_take_turns_agree_skip_a_dead_one_and_catch_it_up() {
 fn partitioned_minority_cannot_finalise() {
     let net = Net::new();
     // 0,1,2 see each other; 3 sees no one
-    let majority: Vec<Daemon> = (0..3).map(|i| net.start(i, &[0, 1, 2].into_iter().filter(|j| *j != i).collect::<Vec<_>>())).collect();
+    let majority: Vec<Daemon> = (0..3)
+        .map(|i| {
+            net.start(
+                i,
+                &[0, 1, 2]
+                    .into_iter()
+                    .filter(|j| *j != i)
+                    .collect::<Vec<_>>(),
+            )
+        })
+        .collect();
     let minority = net.start(3, &[]);
     wait_for("majority finalises", 40, || head(&majority[0]).1 >= 5);
     let (h3, lib3) = head(&minority);

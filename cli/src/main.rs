@@ -37,7 +37,12 @@ enum Cmd {
 
 fn main() -> anyhow::Result<()> {
     let args = Args::parse();
-    if let Some(Cmd::Wallet { wallet: path, rpc, cmd }) = args.cmd {
+    if let Some(Cmd::Wallet {
+        wallet: path,
+        rpc,
+        cmd,
+    }) = args.cmd
+    {
         let path = path.unwrap_or_else(wallet::default_key_path);
         return wallet::run(cmd, &path, &rpc);
     }

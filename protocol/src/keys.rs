@@ -78,7 +78,9 @@ impl SecretKey {
 
     /// The key whose scalar is these 32 big-endian bytes.
     pub fn from_bytes(b: &[u8; 32]) -> Result<SecretKey, KeyError> {
-        SigningKey::from_slice(b).map(SecretKey).map_err(|_| KeyError::BadSecret)
+        SigningKey::from_slice(b)
+            .map(SecretKey)
+            .map_err(|_| KeyError::BadSecret)
     }
 
     /// A deterministic key from a seed phrase: `SHA-256(seed)`. For dev keys and tests only.
@@ -239,14 +241,19 @@ impl fmt::Debug for Address {
 impl FromStr for Address {
     type Err = KeyError;
     fn from_str(s: &str) -> Result<Address, KeyError> {
-        let bad = |reason: &str| KeyError::BadAddress { addr: s.chars().take(100).collect(), reason: reason.into() };
+        let bad = |reason: &str| KeyError::BadAddress {
+            addr: s.chars().take(100).collect(),
+            reason: reason.into(),
+        };
         let checked = bech32::primitives::decode::CheckedHrpstring::new::<bech32::Bech32>(s)
             .map_err(|e| bad(&e.to_string()))?;
         if checked.hrp().as_str() != ADDRESS_HRP {
             return Err(bad("prefix is not xen"));
         }
         let data: Vec<u8> = checked.byte_iter().collect();
-        let arr: [u8; 20] = data.try_into().map_err(|_| bad("payload is not 20 bytes"))?;
+        let arr: [u8; 20] = data
+            .try_into()
+            .map_err(|_| bad("payload is not 20 bytes"))?;
         Ok(Address(arr))
     }
 }
@@ -273,9 +280,15 @@ mod tests {
         let k = SecretKey::from_seed("alice");
         let sig = k.sign(b"hello");
         k.public().verify(b"hello", &sig).unwrap();
-        assert_eq!(k.public().verify(b"hellp", &sig), Err(KeyError::BadSignature));
+        assert_eq!(
+            k.public().verify(b"hellp", &sig),
+            Err(KeyError::BadSignature)
+        );
         let other = SecretKey::from_seed("bob");
-        assert_eq!(other.public().verify(b"hello", &sig), Err(KeyError::BadSignature));
+        assert_eq!(
+            other.public().verify(b"hello", &sig),
+            Err(KeyError::BadSignature)
+        );
     }
 
     #[test]
@@ -314,7 +327,10 @@ mod tests {
         let high = k256::ecdsa::Signature::from_scalars(r.to_bytes(), (-*sv).to_bytes()).unwrap();
         let mut b = [0u8; 64];
         b.copy_from_slice(&high.to_bytes());
-        assert_eq!(k.public().verify(b"m", &Signature(b)), Err(KeyError::BadSignatureEncoding));
+        assert_eq!(
+            k.public().verify(b"m", &Signature(b)),
+            Err(KeyError::BadSignatureEncoding)
+        );
     }
 
     #[test]

@@ -6,7 +6,9 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 
 /// An amount of XenCoin in base units (1 XEN = 10^8 base units).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Default, Serialize, Deserialize,
+)]
 #[serde(transparent)]
 pub struct Amount(pub u64);
 
@@ -36,12 +38,29 @@ impl Amount {
     pub fn parse_xen(s: &str) -> Result<Amount, String> {
         let bad = || format!("{s:?} is not a XEN amount (digits, optionally . and up to 8 places)");
         let (whole, frac) = s.split_once('.').unwrap_or((s, ""));
-        if whole.is_empty() && frac.is_empty() || frac.len() > 8 || !whole.bytes().chain(frac.bytes()).all(|b| b.is_ascii_digit()) {
+        if whole.is_empty() && frac.is_empty()
+            || frac.len() > 8
+            || !whole
+                .bytes()
+                .chain(frac.bytes())
+                .all(|b| b.is_ascii_digit())
+        {
             return Err(bad());
         }
-        let w: u64 = if whole.is_empty() { 0 } else { whole.parse().map_err(|_| bad())? };
-        let f: u64 = if frac.is_empty() { 0 } else { format!("{frac:0<8}").parse().map_err(|_| bad())? };
-        w.checked_mul(Self::BASE_PER_XEN).and_then(|x| x.checked_add(f)).map(Amount).ok_or_else(bad)
+        let w: u64 = if whole.is_empty() {
+            0
+        } else {
+            whole.parse().map_err(|_| bad())?
+        };
+        let f: u64 = if frac.is_empty() {
+            0
+        } else {
+            format!("{frac:0<8}").parse().map_err(|_| bad())?
+        };
+        w.checked_mul(Self::BASE_PER_XEN)
+            .and_then(|x| x.checked_add(f))
+            .map(Amount)
+            .ok_or_else(bad)
     }
 
     /// Whole XEN, as a convenience for defaults and tests.
@@ -89,6 +108,9 @@ mod tests {
         assert_eq!(Amount(u64::MAX).checked_add(Amount(1)), None);
         assert_eq!(Amount(1).checked_sub(Amount(2)), None);
         assert_eq!(Amount(1).saturating_sub(Amount(2)), Amount::ZERO);
-        assert_eq!(Amount::xen(2).checked_sub(Amount::xen(1)), Some(Amount::xen(1)));
+        assert_eq!(
+            Amount::xen(2).checked_sub(Amount::xen(1)),
+            Some(Amount::xen(1))
+        );
     }
 }

@@ -66,7 +66,9 @@ impl Hash32 {
     /// Parses 64 hex characters.
     pub fn from_hex(s: &str) -> Result<Hash32, KeyError> {
         let b = hex::decode(s).map_err(|e| KeyError::Hex(e.to_string()))?;
-        b.try_into().map(Hash32).map_err(|_| KeyError::Hex("expected 32 bytes".into()))
+        b.try_into()
+            .map(Hash32)
+            .map_err(|_| KeyError::Hex("expected 32 bytes".into()))
     }
     /// The channel id of the channel `publisher` opens with the tx of `nonce`.
     pub fn channel_id(publisher: &Address, nonce: u64) -> ChannelId {
@@ -131,7 +133,11 @@ pub enum TxBody {
         expiry_height: u64,
     },
     /// Open a channel from the sender (publisher) to `provider`, locking `deposit`.
-    ChannelOpen { provider: Address, deposit: Amount, expiry_height: u64 },
+    ChannelOpen {
+        provider: Address,
+        deposit: Amount,
+        expiry_height: u64,
+    },
     /// Add `amount` to the deposit of a channel the sender published.
     ChannelTopUp { channel: ChannelId, amount: Amount },
     /// The provider closes with the publisher's voucher.
@@ -152,7 +158,13 @@ impl TxBody {
                 e.bytes(&to.0);
                 e.u64(amount.0);
             }
-            TxBody::Announce { job_id, requirements: r, endpoint, price_ceiling, expiry_height } => {
+            TxBody::Announce {
+                job_id,
+                requirements: r,
+                endpoint,
+                price_ceiling,
+                expiry_height,
+            } => {
                 e.u8(2);
                 e.str(job_id);
                 e.u64(r.count as u64);
@@ -164,7 +176,11 @@ impl TxBody {
                 e.u64(price_ceiling.0);
                 e.u64(*expiry_height);
             }
-            TxBody::ChannelOpen { provider, deposit, expiry_height } => {
+            TxBody::ChannelOpen {
+                provider,
+                deposit,
+                expiry_height,
+            } => {
                 e.u8(3);
                 e.bytes(&provider.0);
                 e.u64(deposit.0);
@@ -196,7 +212,12 @@ impl TxBody {
     /// Every string field within [`MAX_TX_STRING`].
     pub fn strings_bounded(&self) -> bool {
         match self {
-            TxBody::Announce { job_id, requirements, endpoint, .. } => [job_id, &requirements.image, endpoint]
+            TxBody::Announce {
+                job_id,
+                requirements,
+                endpoint,
+                ..
+            } => [job_id, &requirements.image, endpoint]
                 .iter()
                 .all(|s| s.len() <= MAX_TX_STRING),
             TxBody::ChannelClose { voucher } => voucher.voucher.chain_id.len() <= MAX_TX_STRING,
@@ -278,7 +299,10 @@ mod tests {
             from: k.public(),
             nonce: 3,
             fee: Amount(10),
-            body: TxBody::Transfer { to: SecretKey::from_seed("b").address(), amount: Amount(5) },
+            body: TxBody::Transfer {
+                to: SecretKey::from_seed("b").address(),
+                amount: Amount(5),
+            },
         }
     }
 

@@ -40,7 +40,11 @@ impl Voucher {
     /// Signs with the publisher's key.
     pub fn sign(self, key: &SecretKey) -> SignedVoucher {
         let sig = key.sign(&self.signing_bytes());
-        SignedVoucher { voucher: self, publisher: key.public(), sig }
+        SignedVoucher {
+            voucher: self,
+            publisher: key.public(),
+            sig,
+        }
     }
 }
 
@@ -58,7 +62,8 @@ pub struct SignedVoucher {
 impl SignedVoucher {
     /// Checks the signature (not the channel rules; those live in the ledger).
     pub fn verify(&self) -> Result<(), KeyError> {
-        self.publisher.verify(&self.voucher.signing_bytes(), &self.sig)
+        self.publisher
+            .verify(&self.voucher.signing_bytes(), &self.sig)
     }
 }
 
@@ -70,7 +75,12 @@ mod tests {
     #[test]
     fn voucher_signature_covers_every_field() {
         let k = SecretKey::from_seed("pub");
-        let v = Voucher { chain_id: "xen-dev".into(), channel: Hash32([7; 32]), cumulative: Amount(5), nonce: 1 };
+        let v = Voucher {
+            chain_id: "xen-dev".into(),
+            channel: Hash32([7; 32]),
+            cumulative: Amount(5),
+            nonce: 1,
+        };
         let sv = v.clone().sign(&k);
         sv.verify().unwrap();
         for m in 0..4 {
