@@ -1,0 +1,184 @@
+//! `zennet wallet`: a small XenCoin wallet. The key is a secp256k1 secret in
+//! hex in a file created with mode 0600 (refused if group or others can read
+//! it). It talks to a chain node only by JSON-RPC over HTTP and builds txs
+//! from `zennet-protocol` types.
+
+use anyhow::{bail, Context};
+use clap::Subcommand;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::net::{TcpStream, ToSocketAddrs};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zennet_protocol::keys::{Address, SecretKey};
+use zennet_protocol::tx::{Tx, TxBody};
+use zennet_protocol::Amount;
+
+/// Largest RPC response read.
+const MAX_RESPONSE_BYTES: u64 = 4 << 20;
+
+/// Wallet commands.
+#[derive(Subcommand, Debug)]
+pub enum WalletCmd {
+    /// Create a new key file (refuses to overwrite one).
+    New,
+    /// Print the wallet's address.
+    Address,
+    /// Print the balance and nonce of the wallet (or of ADDRESS).
+    Balance { address: Option<String> },
+    /// Send AMOUNT XEN (e.g. 1.5) to ADDRESS.
+    Send {
+        to: String,
+        amount: String,
+        /// Fee in base units.
+        #[arg(long, default_value_t = 1000)]
+        fee: u64,
+    },
+}
+
+/// Where the key file lives unless told: `$HOME/.zennet/wallet.key`.
+pub fn default_key_path() -> PathBuf {
+    let home = std::env::var_os("HOME")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from("."));
+    home.join(".zennet").join("wallet.key")
+}
+
+/// Runs a wallet command.
+pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str) -> anyhow::Result<()> {
+    match cmd {
+        WalletCmd::New => {
+            let k = SecretKey::generate()?;
+            write_key(key_path, &k)?;
+            println!("{}", k.address());
+        }
+        WalletCmd::Address => println!("{}", read_key(key_path)?.address()),
+        WalletCmd::Balance { address } => {
+            let a: Address = match address {
+                Some(s) => s.parse()?,
+                None => read_key(key_path)?.address(),
+            };
+            let acc = call(rpc_url, "xen_getAccount", json!([a.to_string()]))?;
+            let bal = Amount(
+                acc["balance"]
+                    .as_u64()
+                    .context("node returned no balance")?,
+            );
+            println!("{a} {bal} nonce={}", acc["nonce"]);
+        }
+        WalletCmd::Send { to, amount, fee } => {
+            let k = read_key(key_path)?;
+            let to: Address = to.parse()?;
+            let amount = Amount::parse_xen(&amount).map_err(anyhow::Error::msg)?;
+            let chain_id = call(rpc_url, "xen_chainId", json!([]))?
+                .as_str()
+                .context("node returned no chain id")?
+                .to_string();
+            let acc = call(rpc_url, "xen_getAccount", json!([k.address().to_string()]))?;
+            let nonce = acc["nonce"].as_u64().context("node returned no nonce")?;
+            let tx = Tx {
+                chain_id,
+                from: k.public(),
+                nonce,
+                fee: Amount(fee),
+                body: TxBody::Transfer { to, amount },
+            }
+            .sign(&k);
+            let hash = call(rpc_url, "xen_submitTx", json!([tx]))?;
+            println!("{}", hash.as_str().unwrap_or_default());
+        }
+    }
+    Ok(())
+}
+
+/// Writes a new key file with mode 0600; never overwrites.
+pub fn write_key(path: &Path, k: &SecretKey) -> anyhow::Result<()> {
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| {
+            format!(
+                "creating key file {} (it must not exist yet)",
+                path.display()
+            )
+        })?;
+    writeln!(f, "{}", hex::encode(k.to_bytes()))
+        .with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// Reads a key file, refusing one that others can read.
+pub fn read_key(path: &Path) -> anyhow::Result<SecretKey> {
+    let meta = std::fs::metadata(path)
+        .with_context(|| format!("no wallet at {}; run `zennet wallet new`", path.display()))?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        bail!(
+            "key file {} is readable by others; chmod 600 it",
+            path.display()
+        );
+    }
+    let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let b = hex::decode(s.trim())
+        .with_context(|| format!("{} does not hold a hex key", path.display()))?;
+    let arr: [u8; 32] = b
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("{} must hold 32 bytes", path.display()))?;
+    Ok(SecretKey::from_bytes(&arr)?)
+}
+
+/// One JSON-RPC call over HTTP/1.1 to `url` (`http://host:port`).
+pub fn call(url: &str, method: &str, params: Value) -> anyhow::Result<Value> {
+    let hostport = url
+        .strip_prefix("http://")
+        .context("rpc url must start with http://")?
+        .trim_end_matches('/');
+    let addr = hostport
+        .to_socket_addrs()?
+        .next()
+        .with_context(|| format!("cannot resolve {hostport}"))?;
+    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
+        .with_context(|| format!("connecting to the chain node at {url}"))?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    write!(s, "POST / HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
+    let mut resp = Vec::new();
+    s.take(MAX_RESPONSE_BYTES).read_to_end(&mut resp)?;
+    let resp = String::from_utf8_lossy(&resp);
+    let json = resp
+        .split_once("\r\n\r\n")
+        .map(|x| x.1)
+        .context("malformed HTTP response")?;
+    let v: Value = serde_json::from_str(json)
+        .with_context(|| format!("malformed JSON-RPC response to {method}"))?;
+    if let Some(e) = v.get("error") {
+        bail!("{method}: {}", e["message"].as_str().unwrap_or("error"));
+    }
+    Ok(v["result"].clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_file_is_0600_and_not_overwritten() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("sub").join("wallet.key");
+        let k = SecretKey::from_seed("w");
+        write_key(&p, &k).unwrap();
+        assert_eq!(
+            std::fs::metadata(&p).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
+        assert_eq!(read_key(&p).unwrap().address(), k.address());
+        assert!(write_key(&p, &SecretKey::from_seed("other")).is_err());
+        std::fs::set_permissions(&p, std::fs::Permissions::from_mode(0o644)).unwrap();
+        assert!(read_key(&p).is_err());
+    }
+}
