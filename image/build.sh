@@ -17,7 +17,7 @@ VERSION=${VERSION:-$(sed -n 's/^version = "\(.*\)"/\1/p' "$top/Cargo.toml" | hea
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git -C "$top" log -1 --format=%ct 2>/dev/null || echo 0)}
 export SOURCE_DATE_EPOCH
 OVERLAY=$top/buildroot/board/zennet/rootfs-overlay
-CACHE=$OUT/cache
+CACHE=${CACHE:-$OUT/cache}
 WORK=$OUT/work
 ESP_MB=${ESP_MB:-64}
 DATA_MB=${DATA_MB:-32}
@@ -121,7 +121,7 @@ depmod -b "$rootfs" "$KVER"
 step "initramfs"
 find "$rootfs" -exec touch -h -d "@$SOURCE_DATE_EPOCH" {} +
 (cd "$rootfs" && find . -print0 | sort -z | cpio --quiet --null -o -H newc --reproducible -R 0:0) |
-  zstd -q -19 -T1 > "$WORK/initrd.img"
+  zstd -q -12 -T1 > "$WORK/initrd.img"
 cp "$kroot/boot/vmlinuz-$KVER" "$WORK/vmlinuz"
 echo "$CMDLINE" > "$WORK/cmdline"
 
