@@ -16,14 +16,19 @@ qemu-img convert -m 1 -f raw -O vmdk -o subformat=streamOptimized "$img" "$vmdk"
 # QEMU writes a random content ID into the VMDK descriptor: make it depend on the version.
 cid=$(printf 'zennet-os:%s:vmdk-cid' "$version" | sha256sum | cut -c1-8)
 python3 - "$vmdk" "$cid" <<'PY'
-import re, sys
-path, cid = sys.argv[1], sys.argv[2].encode()
+import re, struct, sys
+path, cid = sys.argv[1], sys.argv[2]
 with open(path, "r+b") as f:
-    head = f.read(65536)
-    m = re.search(rb"\nCID=([0-9a-f]{8})\n", head)
-    if not m:
-        sys.exit("vmdk: no CID in descriptor")
-    f.seek(m.start(1)); f.write(cid)
+    head = f.read(512)
+    if head[:4] != b"KDMV":
+        sys.exit("vmdk: not a sparse VMDK")
+    off, size = struct.unpack_from("<QQ", head, 28)  # descriptor offset and size, sectors
+    f.seek(off * 512); region = f.read(size * 512)
+    text = region.split(b"\0", 1)[0].decode()
+    new, n = re.subn(r"(?m)^CID=[0-9a-f]+$", "CID=" + cid, text)
+    if n != 1 or len(new) >= len(region):
+        sys.exit("vmdk: no CID in the descriptor")
+    f.seek(off * 512); f.write(new.encode().ljust(len(region), b"\0"))
 PY
 
 # OVA: the OVF first, then the disk, then the manifest (uncompressed ustar, fixed metadata).

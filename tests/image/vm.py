@@ -97,7 +97,7 @@ def kill_all(*_):
 
 
 def facts(vm):
-    m = vm.expect(r"^zennet-os: boot ok (.*)$", BOOT_TIMEOUT)
+    m = vm.expect(r"^zennet-os: boot ok (.*)\n", BOOT_TIMEOUT)
     kv = dict(w.split("=", 1) for w in m.group(1).split() if "=" in w)
     errors = []
     if kv.get("cgroup2") != "on":
