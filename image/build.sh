@@ -108,7 +108,7 @@ mdir=lib/modules/$KVER
 mkdir -p "$rootfs/$mdir"
 cp "$kroot/$mdir/modules.order" "$kroot/$mdir/modules.builtin" "$rootfs/$mdir/"
 [ -f "$kroot/$mdir/modules.builtin.modinfo" ] && cp "$kroot/$mdir/modules.builtin.modinfo" "$rootfs/$mdir/"
-grep -v -e '^#' -e '^$' "$OVERLAY/etc/zennet/modules" | while read -r m; do
+grep -v -e '^#' -e '^$' -e '^\[' "$OVERLAY/etc/zennet/modules" | while read -r m; do
   modprobe -d "$kroot" -S "$KVER" --show-depends "$m" 2>/dev/null | awk '$1 == "insmod" { print $2 }'
 done | sort -u | while read -r ko; do
   rel=${ko#"$kroot"/}
