@@ -11,8 +11,13 @@ out=$top/out
 vm=$top/tests/image/vm.py
 mb() { awk -v b="$(stat -c %s "$1")" 'BEGIN { printf "%.1f", b / 1048576 }'; }
 echo "image size_mb img_xz=$(mb "$out/zennet-os.img.xz") ova=$(mb "$out/zennet-os.ova")"
-median() { python3 "$vm" bench 3 --image "$out/zennet-os.img" --snapshot --nic e1000 "$@" |
-  tee /dev/stderr | sed -n 's/^median //p'; }
+median() {
+  local log=$out/test-image/bench.txt
+  mkdir -p "$out/test-image"
+  python3 "$vm" bench 3 --image "$out/zennet-os.img" --snapshot --nic e1000 "$@" > "$log"
+  cat "$log" >&2
+  sed -n 's/^median //p' "$log"
+}
 tcg=$(QEMU_ACCEL=tcg median --bios)
 kvm=n/a
 if [ -r /dev/kvm ] && grep -qw -E 'vmx|svm' /proc/cpuinfo; then kvm=$(QEMU_ACCEL=kvm median --bios); fi

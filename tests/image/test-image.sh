@@ -7,6 +7,7 @@
 #     128 MiB: boots to ready, writes a file on the data partition, powers off, boots again
 #     and reads it back (the data partition also grows to the disk at first boot)
 #  4. shellcheck of the image, qemu and test scripts
+#  5. reproducible: a second build from the recorded inputs is byte-identical
 # Every QEMU process a test starts is killed at the end, even on failure.
 set -euo pipefail
 top=$(cd "$(dirname "$0")/../.." && pwd)
@@ -47,6 +48,20 @@ run img-xz bash -c "xz -dc '$out/zennet-os.img.xz' | cmp -s - '$out/zennet-os.im
 run gpt-layout bash -c "sfdisk -d '$out/zennet-os.img' | grep -q 'name=\"zennet-boot\"' && sfdisk -d '$out/zennet-os.img' | grep -q 'name=\"zennet-data\"'"
 run shellcheck shellcheck -S warning "$top/image/build.sh" "$top/image/convert.sh" "$top/qemu/run" \
   "$top/kernel-config/check.sh" "$top"/tests/image/*.sh
+
+# Reproducible: the same inputs (recorded by build.sh) rebuilt elsewhere give the same bytes.
+repro() {
+  local env=$out/work/build-env f
+  [ -f "$env" ] || return 1
+  rm -rf "$t/repro"
+  # shellcheck disable=SC1090 # written by image/build.sh
+  (set -a; . "$env"; OUT=$t/repro CACHE=$out/cache "$top/image/build.sh") >"$t/repro.log" 2>&1 || return 1
+  for f in img img.xz qcow2 vmdk ova; do
+    cmp -s "$out/zennet-os.$f" "$t/repro/zennet-os.$f" || { echo "differs: zennet-os.$f"; return 1; }
+  done
+  rm -rf "$t/repro"
+}
+run reproducible repro
 
 vm=$top/tests/image/vm.py
 run boot-img-uefi python3 "$vm" boot img-uefi --image "$out/zennet-os.img" --uefi --nic e1000 --snapshot
