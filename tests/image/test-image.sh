@@ -6,6 +6,7 @@
 #     out of the .ova on BIOS (e1000, AHCI as VirtualBox), and a copy of the .qcow2 grown by
 #     128 MiB: boots to ready, writes a file on the data partition, powers off, boots again
 #     and reads it back (the data partition also grows to the disk at first boot)
+#     and an initramfs boot with zennet.os.hostname= on the kernel command line
 #  4. shellcheck of the image, qemu and test scripts
 #  5. reproducible: a second build from the recorded inputs is byte-identical
 # Every QEMU process a test starts is killed at the end, even on failure.
@@ -67,6 +68,7 @@ vm=$top/tests/image/vm.py
 run boot-img-uefi python3 "$vm" boot img-uefi --image "$out/zennet-os.img" --uefi --nic e1000 --snapshot
 run boot-img-bios python3 "$vm" boot img-bios --image "$out/zennet-os.img" --bios --nic virtio --snapshot
 run boot-ova-vmdk python3 "$vm" boot ova-vmdk --image "$t/ova/zennet-os-disk1.vmdk" --bios --nic e1000 --snapshot
+run cmdline-override python3 "$vm" cmdline cmdline "$out/zennet-os.img"
 cp "$out/zennet-os.qcow2" "$t/persist.qcow2"
 qemu-img resize -q "$t/persist.qcow2" +128M
 run qcow2-persist python3 "$vm" persist qcow2 "$t/persist.qcow2"

@@ -5,6 +5,7 @@ Usage:
   vm.py boot NAME [qemu/run args...]      boot, check the facts line and readiness
   vm.py persist NAME DISK                 write a file on the data partition, power off,
                                           boot the same disk again, read the file back
+  vm.py cmdline NAME DISK                 zennet.os.hostname= on the kernel command line wins
   vm.py bench N [qemu/run args...]        median seconds from QEMU start to ready
 
 Readiness: a serial line starting with "zennet-agent ready" (the agent's contract). Fallback,
@@ -175,12 +176,33 @@ def persist(name, disk):
         vm.kill()
 
 
+def cmdline(name, disk):
+    """zennet.S.K= kernel options override zennet.toml (initramfs boot, so -append works)."""
+    vm = Vm(name, ["--initramfs", "--image", disk, "--bios", "--snapshot",
+                   "--append", "zennet.os.hostname=zn-cmdline"])
+    try:
+        facts(vm)
+        vm.expect(r"^==== zennet-os \S+ on zn-cmdline ====$", 60)
+        vm.expect(r"Press Enter for a shell\.", 60)
+        vm.send("\n")
+        out = shell(vm, "cat /run/zennet/env; ls /sys/fs/cgroup/cgroup.subtree_control /boot/zennet.toml")
+        for want in ("ZENNET_OS_HOSTNAME='zn-cmdline'", "ZENNET_CONFIG=/run/zennet/zennet.toml",
+                     "/boot/zennet.toml"):
+            if want not in out:
+                raise AssertionError(f"{name}: missing {want!r} in the console output")
+        print(f"ok: {name}: kernel command line override applied (hostname zn-cmdline)")
+    finally:
+        vm.kill()
+
+
 def main(argv):
     signal.signal(signal.SIGTERM, kill_all)
     signal.signal(signal.SIGINT, kill_all)
     try:
         if argv[0] == "boot":
             boot(argv[1], argv[2:])
+        elif argv[0] == "cmdline":
+            cmdline(argv[1], argv[2])
         elif argv[0] == "persist":
             persist(argv[1], argv[2])
         elif argv[0] == "bench":
