@@ -6,7 +6,8 @@
 #     out of the .ova on BIOS (e1000, AHCI as VirtualBox), and a copy of the .qcow2 grown by
 #     128 MiB: boots to ready, writes a file on the data partition, powers off, boots again
 #     and reads it back (the data partition also grows to the disk at first boot)
-#     and an initramfs boot with zennet.os.hostname= on the kernel command line
+#     and an initramfs boot with zennet.os.hostname= on the kernel command line, and a disk
+#     with a blank data partition (ext4 created at first boot) 64 MiB larger than the image
 #  4. shellcheck of the image, qemu and test scripts
 #  5. reproducible: a second build from the recorded inputs is byte-identical
 # Every QEMU process a test starts is killed at the end, even on failure.
@@ -69,6 +70,17 @@ run boot-img-uefi python3 "$vm" boot img-uefi --image "$out/zennet-os.img" --uef
 run boot-img-bios python3 "$vm" boot img-bios --image "$out/zennet-os.img" --bios --nic virtio --snapshot
 run boot-ova-vmdk python3 "$vm" boot ova-vmdk --image "$t/ova/zennet-os-disk1.vmdk" --bios --nic e1000 --snapshot
 run cmdline-override python3 "$vm" cmdline cmdline "$out/zennet-os.img"
+# A disk whose data partition is blank and which is 64 MiB larger: ext4 made, then grown.
+blank() {
+  cp "$out/zennet-os.img" "$t/blank.img"
+  dd if=/dev/zero of="$t/blank.img" bs=1M seek=65 count=2 conv=notrunc status=none
+  truncate -s +64M "$t/blank.img"
+  python3 "$vm" boot blank --image "$t/blank.img" --bios --nic virtio &&
+    grep -q 'is blank: creating ext4' "$t/blank.log" &&
+    grep -q 'growing partition' "$t/blank.log"
+}
+run blank-data-partition blank
+rm -f "$t/blank.img"
 cp "$out/zennet-os.qcow2" "$t/persist.qcow2"
 qemu-img resize -q "$t/persist.qcow2" +128M
 run qcow2-persist python3 "$vm" persist qcow2 "$t/persist.qcow2"
