@@ -21,6 +21,7 @@ AGENT = os.path.join(TOP, "out", "work", "rootfs", "usr", "bin", "zennet-agent")
 READY = "zennet-agent ready"
 BOOT_TIMEOUT = float(os.environ.get("ZENNET_BOOT_TIMEOUT", "240"))
 LIVE = []
+ANSI = re.compile(r"\x1b(\[[0-9;=?]*[A-Za-z]|[()][A-Z0-9])")
 
 
 def ready_pattern():
@@ -40,6 +41,7 @@ class Vm:
         self.name = name
         self.log = open(os.path.join(LOGDIR, name + ".log"), "wb")
         self.buf = ""
+        self.raw = b""
         self.pos = 0
         self.t0 = time.monotonic()
         pidfile = os.path.join(LOGDIR, name + ".pid")
@@ -66,7 +68,10 @@ class Vm:
                 if not data:
                     raise AssertionError(f"{self.name}: QEMU exited waiting for {rx.pattern!r}")
                 self.log.write(data); self.log.flush()
-                self.buf += data.decode("utf-8", "replace").replace("\r", "")
+                self.raw += data
+                # Firmware (OVMF) writes terminal escapes without a newline before Linux's
+                # output, possibly split across reads: clean the whole console text.
+                self.buf = ANSI.sub("", self.raw.decode("utf-8", "replace").replace("\r", ""))
 
     def send(self, text):
         self.p.stdin.write(text.encode()); self.p.stdin.flush()
