@@ -15,7 +15,7 @@ BENCH_TARGETS += bench-image
 STATIC_TARGET_DIR := target/static
 STATIC_AGENT := $(STATIC_TARGET_DIR)/x86_64-unknown-linux-gnu/release/zennet-agent
 SECCOMP_LIB_DIR ?= /usr/lib/x86_64-linux-gnu
-IMAGE_INPUTS := $(shell find image kernel-config buildroot/board/zennet/rootfs-overlay -type f 2>/dev/null)
+IMAGE_INPUTS := $(shell find image kernel-config buildroot/board/zennet/rootfs-overlay -type f ! -name '*.md' 2>/dev/null)
 
 .PHONY: image image-deps image-agent test-image test-buildroot bench-image buildroot-image
 
