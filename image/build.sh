@@ -100,6 +100,9 @@ copy_with_libs() { # SRC DEST-in-rootfs
 }
 copy_with_libs /usr/bin/stress-ng /usr/bin/stress-ng
 copy_with_libs /usr/sbin/nft /usr/sbin/nft
+# The agent's network needs iproute2's ip (busybox's lacks -batch and netns attach).
+rm -f "$rootfs/sbin/ip" "$rootfs/bin/ip"
+copy_with_libs /bin/ip /sbin/ip
 copy_with_libs /usr/bin/dbus-daemon /usr/bin/dbus-daemon
 for t in sfdisk mke2fs e2fsck resize2fs; do copy_with_libs "/usr/sbin/$t" "/usr/sbin/$t"; done
 find "$rootfs/lib" "$rootfs/lib64" -type f -name '*.so*' -exec strip --strip-unneeded {} + 2>/dev/null || true

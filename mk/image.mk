@@ -7,7 +7,7 @@
 IMAGE_APT := qemu-utils/bookworm qemu-system-x86/bookworm qemu-system-common/bookworm \
   qemu-system-data/bookworm seabios ipxe-qemu ovmf mtools dosfstools fdisk syslinux \
   syslinux-common isolinux systemd-boot-efi shellcheck libxml2-utils busybox-static xz-utils \
-  zstd cpio kmod e2fsprogs stress-ng nftables dbus-daemon libseccomp-dev python3 file binutils
+  zstd cpio kmod e2fsprogs iproute2 stress-ng nftables dbus-daemon libseccomp-dev python3 file binutils
 APT_PACKAGES += $(IMAGE_APT)
 TEST_TARGETS += test-image test-buildroot
 BENCH_TARGETS += bench-image
