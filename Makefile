@@ -33,7 +33,7 @@ test: build test-cargo $(TEST_TARGETS)
 test-cargo: build
 	$(CARGO) test $(CARGO_FLAGS) --no-fail-fast
 
-run: build
+run: build image
 	scripts/run.sh
 
 bench: $(BENCH_TARGETS)

@@ -5,3 +5,12 @@ BENCH_TARGETS += bench-containers
 .PHONY: bench-containers
 bench-containers: build
 	$(BIN)/zennet-agent bench-containers
+
+# The Debian minbase base (debootstrap, cached in out/bases/debian) and its test.
+APT_PACKAGES += debootstrap
+TEST_TARGETS += test-debian-base
+.PHONY: test-debian-base
+$(OUT)/bases/debian/etc/debian_version: | build
+	$(BIN)/zennet-agent make-base debian --bases-dir $(OUT)/bases
+test-debian-base: build $(OUT)/bases/debian/etc/debian_version
+	ZENNET_DEBIAN_BASE=$(CURDIR)/$(OUT)/bases/debian $(CARGO) test --$(PROFILE) -p zennet-agent --test containers -- --ignored debian_base
