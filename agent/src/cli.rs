@@ -90,12 +90,14 @@ pub fn demo(args: RunArgs) -> Result<()> {
     args.ensure_busybox_base()?;
     let mut cfg = args.engine_config();
     cfg.keep_containers_on_exit = false;
+    // Its own cgroup parent: a running agent's engine owns `zennet`.
+    cfg.cgroup_parent = "zennet-demo".into();
     let engine = Engine::fork(cfg).context("start the container engine")?;
     let spec = zennet_protocol::ContainerSpec::small("demo");
     let id = format!("demo-{}", std::process::id());
     let info = engine.run_idle(&id, &spec)?;
     println!("container {id} running: pid {:?}, ip {:?}, memory {} MiB", info.pid, info.ip, spec.memory_bytes >> 20);
-    let out = engine.exec_output(&id, &["/bin/sh", "-c", "echo \"inside: $(uname -sr), uid map $(cat /proc/self/uid_map | tr -s ' ')\"; head -c 8388608 /dev/zero | tail -c 8388608 > /dev/null; dd if=/dev/zero of=/f bs=1M count=4 oflag=direct 2>/dev/null; echo \"wrote 4 MiB\""], b"", std::time::Duration::from_secs(30))?;
+    let out = engine.exec_output(&id, &["/bin/sh", "-c", "echo \"inside: $(uname -sr), uid map $(cat /proc/self/uid_map | tr -s ' ')\"; head -c 8388608 /dev/zero | tail -c 8388608 > /dev/null; dd if=/dev/zero of=/f bs=1M count=4 oflag=direct 2>/dev/null; echo \"wrote 4 MiB\"; echo \"memory.max $(cat /sys/fs/cgroup/memory.max 2>/dev/null || echo n/a)\""], b"", std::time::Duration::from_secs(30))?;
     print!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
     for (cid, u) in engine.usage(&[&id])? {
         println!("usage of {cid}:");

@@ -71,6 +71,21 @@ impl Fixture {
                 out.push(format!("mount {}", m.display()));
             }
         }
+        if let Some(net) = &self.cfg.network {
+            let ports = std::path::Path::new("/sys/class/net").join(&net.bridge).join("brif");
+            for e in std::fs::read_dir(&ports).into_iter().flatten().flatten() {
+                out.push(format!("veth {} on {}", e.file_name().to_string_lossy(), net.bridge));
+            }
+            for e in std::fs::read_dir(&net.state_dir).into_iter().flatten().flatten() {
+                out.push(format!("network record {}", e.path().display()));
+            }
+        }
+        for e in std::fs::read_dir("/run/netns").into_iter().flatten().flatten() {
+            let name = e.file_name().to_string_lossy().into_owned();
+            if name.starts_with("zn-") && self.cfg.network.is_some() {
+                out.push(format!("netns name {name}"));
+            }
+        }
         if let Ok(rd) = std::fs::read_dir("/sys/block") {
             for e in rd.flatten() {
                 if let Ok(b) = std::fs::read_to_string(e.path().join("loop/backing_file")) {

@@ -270,8 +270,18 @@ fn impossible_specs_are_refused_and_leave_nothing() {
 
 #[test]
 fn hundred_create_delete_cycles_leak_nothing() {
+    use zennet_agent::containers::network::{default_blocked, NetConfig};
     let _g = serial();
-    let f = Fixture::new("leak");
+    let dir = tempfile::tempdir().unwrap();
+    let net = NetConfig {
+        bridge: "znlk0".into(),
+        subnet: "100.98.0.0/24".parse().unwrap(),
+        nft_table: "zennet_lk".into(),
+        state_dir: dir.path().join("net"),
+        blocked: default_blocked(),
+        dns_allow: vec![],
+    };
+    let f = Fixture::with_network("leak", Some(net));
     let e = f.engine();
     for i in 0..100 {
         let id = format!("l{i}");
@@ -284,6 +294,7 @@ fn hundred_create_delete_cycles_leak_nothing() {
     assert_eq!(f.leaks(), Vec::<String>::new());
     drop(e);
     assert_eq!(f.leaks(), Vec::<String>::new());
+    assert!(!std::path::Path::new("/sys/class/net/znlk0").exists(), "bridge left behind");
 }
 
 #[test]

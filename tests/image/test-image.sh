@@ -70,6 +70,7 @@ run boot-img-uefi python3 "$vm" boot img-uefi --image "$out/zennet-os.img" --uef
 run boot-img-bios python3 "$vm" boot img-bios --image "$out/zennet-os.img" --bios --nic virtio --snapshot
 run boot-ova-vmdk python3 "$vm" boot ova-vmdk --image "$t/ova/zennet-os-disk1.vmdk" --bios --nic e1000 --snapshot
 run cmdline-override python3 "$vm" cmdline cmdline "$out/zennet-os.img"
+run containers-cgroup-v2 python3 "$vm" containers containers "$out/zennet-os.img"
 # A disk whose data partition is blank and which is 64 MiB larger: ext4 made, then grown.
 blank() {
   cp "$out/zennet-os.img" "$t/blank.img"

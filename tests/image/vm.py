@@ -200,6 +200,25 @@ def cmdline(name, disk):
         vm.kill()
 
 
+def containers(name, disk):
+    """The container engine on the appliance's pure cgroup v2: a 64 MiB container runs a
+    command, sees its own memory.max, is metered and removed (beside the running agent)."""
+    vm = Vm(name, ["--image", disk, "--bios", "--snapshot"])
+    try:
+        facts(vm)
+        ready(vm)
+        vm.expect(r"Press Enter for a shell\.", 60)
+        vm.send("\n")
+        out = shell(vm, "PATH=/usr/sbin:/usr/bin:/sbin:/bin zennet-agent demo --no-network --state-dir /tmp/zdemo 2>&1", timeout=180)
+        for want in ("uid map 0 100000 65536", "wrote 4 MiB", "memory.max 67108864",
+                     "io_write_bytes     4194304", "removed"):
+            if want not in out:
+                raise AssertionError(f"{name}: missing {want!r} in the console output")
+        print(f"ok: {name}: container on cgroup v2 with memory.max 67108864, metered and removed")
+    finally:
+        vm.kill()
+
+
 def main(argv):
     signal.signal(signal.SIGTERM, kill_all)
     signal.signal(signal.SIGINT, kill_all)
@@ -208,6 +227,8 @@ def main(argv):
             boot(argv[1], argv[2:])
         elif argv[0] == "cmdline":
             cmdline(argv[1], argv[2])
+        elif argv[0] == "containers":
+            containers(argv[1], argv[2])
         elif argv[0] == "persist":
             persist(argv[1], argv[2])
         elif argv[0] == "bench":

@@ -54,6 +54,7 @@ fn write_bundle(dir: &Path, rootfs: &Path, args: &[&str], cgroup: &str) -> Resul
         args: &args,
         layers: oci::RootLayers { base: rootfs, upper: rootfs, work: rootfs, mountpoint: rootfs },
         cgroup_path: cgroup,
+        cgroup_mode: crate::containers::cgroups::detect_mode(),
     });
     // Same namespaces, user mapping, seccomp and limits; a plain read-only root.
     v["mounts"].as_array_mut().unwrap().remove(0);

@@ -91,6 +91,10 @@ pub struct OciInput<'a> {
     pub layers: RootLayers<'a>,
     /// cgroup path relative to each hierarchy's root, e.g. `/zennet/<id>`.
     pub cgroup_path: &'a str,
+    /// The host's cgroup mode: on v2 the container sees its own cgroup
+    /// (limits and counters) at /sys/fs/cgroup; v1 hierarchies cannot be
+    /// mounted from inside a user namespace, so there it sees none.
+    pub cgroup_mode: CgroupMode,
 }
 
 /// Builds the OCI runtime spec as JSON.
@@ -106,6 +110,23 @@ pub fn runtime_spec(input: &OciInput<'_>) -> Value {
         "userxattr".to_string(),
     ];
     let caps: Vec<&str> = DEFAULT_CAPS.to_vec();
+    let mut mounts = vec![
+        // First: the overlay root, mounted by libcontainer inside the user
+        // namespace (hence `userxattr`), on top of the bind-mounted rootfs.
+        json!({ "destination": "/", "type": "overlay", "source": "overlay", "options": overlay }),
+        json!({ "destination": "/proc", "type": "proc", "source": "proc" }),
+        json!({ "destination": "/dev", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] }),
+        json!({ "destination": "/dev/pts", "type": "devpts", "source": "devpts",
+                "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] }),
+        json!({ "destination": "/dev/shm", "type": "tmpfs", "source": "shm", "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] }),
+        json!({ "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue", "options": ["nosuid", "noexec", "nodev"] }),
+        json!({ "destination": "/sys", "type": "sysfs", "source": "sysfs", "options": ["nosuid", "noexec", "nodev", "ro"] }),
+        json!({ "destination": "/tmp", "type": "tmpfs", "source": "tmpfs", "options": ["nosuid", "nodev", "mode=1777", "size=65536k"] }),
+    ];
+    if input.cgroup_mode == CgroupMode::V2 {
+        mounts.push(json!({ "destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
+                            "options": ["nosuid", "noexec", "nodev", "relatime", "ro"] }));
+    }
     json!({
         "ociVersion": "1.0.2",
         "process": {
@@ -121,24 +142,7 @@ pub fn runtime_spec(input: &OciInput<'_>) -> Value {
         },
         "root": { "path": input.layers.mountpoint, "readonly": false },
         "hostname": input.id,
-        "mounts": [
-            // First: the overlay root, mounted by libcontainer inside the user
-            // namespace (hence `userxattr`), on top of the bind-mounted rootfs.
-            { "destination": "/", "type": "overlay", "source": "overlay", "options": overlay },
-            { "destination": "/proc", "type": "proc", "source": "proc" },
-            { "destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-              "options": ["nosuid", "strictatime", "mode=755", "size=65536k"] },
-            { "destination": "/dev/pts", "type": "devpts", "source": "devpts",
-              "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"] },
-            { "destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-              "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"] },
-            { "destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-              "options": ["nosuid", "noexec", "nodev"] },
-            { "destination": "/sys", "type": "sysfs", "source": "sysfs",
-              "options": ["nosuid", "noexec", "nodev", "ro"] },
-            { "destination": "/tmp", "type": "tmpfs", "source": "tmpfs",
-              "options": ["nosuid", "nodev", "mode=1777", "size=65536k"] }
-        ],
+        "mounts": mounts,
         "linux": {
             "uidMappings": [ { "containerID": 0, "hostID": HOST_ID_BASE, "size": ID_RANGE } ],
             "gidMappings": [ { "containerID": 0, "hostID": HOST_ID_BASE, "size": ID_RANGE } ],
@@ -176,6 +180,7 @@ mod tests {
             args: &args,
             layers: RootLayers { base: &b, upper: &u, work: &w, mountpoint: &m },
             cgroup_path: "/zennet/c1",
+            cgroup_mode: CgroupMode::V1,
         });
         let parsed: oci_spec::runtime::Spec = serde_json::from_value(v).expect("valid OCI spec");
         let linux = parsed.linux().as_ref().unwrap();

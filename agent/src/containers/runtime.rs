@@ -175,6 +175,7 @@ impl Runtime {
             args,
             layers: RootLayers { base, upper: &disk.upper(), work: &disk.work(), mountpoint: &mountpoint },
             cgroup_path: &cg.oci_path(),
+            cgroup_mode: self.mode,
         });
         fs::write(bundle.join("config.json"), serde_json::to_vec(&spec_json).map_err(|e| e.to_string())?)
             .map_err(|e| format!("write config.json: {e}"))?;
