@@ -70,11 +70,24 @@ impl RunArgs {
 /// `zennet-agent run`: forks the engine's zygote, then serves until SIGTERM/SIGINT.
 pub fn run(args: RunArgs) -> Result<()> {
     args.ensure_busybox_base()?;
-    let engine = Engine::fork(args.engine_config()).context("start the container engine")?;
+    let cfg = args.engine_config();
+    let networked = cfg.network.is_some();
+    let (engine, network) = match Engine::fork(cfg.clone()) {
+        Ok(e) => (e, if networked { "on".to_string() } else { "off".to_string() }),
+        // Keep selling loopback-only containers rather than crash-looping,
+        // and say why on the console. (spawn, not fork: a thread exists now.)
+        Err(e) if networked && e.to_string().contains("network setup") => {
+            eprintln!("zennet-agent: container network unavailable, containers get loopback only: {e}");
+            let exe = std::env::current_exe().context("locate the agent binary")?;
+            let e2 = Engine::spawn(&exe, &EngineConfig { network: None, ..cfg }).context("start the container engine")?;
+            (e2, "unavailable".to_string())
+        }
+        Err(e) => return Err(anyhow::Error::new(e).context("start the container engine")),
+    };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let (adopted, removed) = &engine.recovered;
-        println!("zennet-agent ready engine=libcontainer adopted={} removed={}", adopted.len(), removed.len());
+        println!("zennet-agent ready engine=libcontainer network={network} adopted={} removed={}", adopted.len(), removed.len());
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         tokio::select! {
             _ = term.recv() => {},
