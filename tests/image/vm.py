@@ -210,7 +210,7 @@ def containers(name, disk):
         vm.expect(r"Press Enter for a shell\.", 60)
         vm.send("\n")
         out = shell(vm, "PATH=/usr/sbin:/usr/bin:/sbin:/bin zennet-agent demo --no-network --state-dir /tmp/zdemo 2>&1", timeout=180)
-        for want in ("uid map 0 100000 65536", "wrote 4 MiB", "memory.max 67108864",
+        for want in ("0 100000 65536", "wrote 4 MiB", "memory.max 67108864",
                      "io_write_bytes     4194304", "removed"):
             if want not in out:
                 raise AssertionError(f"{name}: missing {want!r} in the console output")

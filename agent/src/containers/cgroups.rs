@@ -66,6 +66,11 @@ pub struct CgroupPaths {
 }
 
 impl CgroupPaths {
+    /// The cgroups at an OCI `cgroupsPath` such as `/zennet/<id>`.
+    pub fn from_oci_path(mode: CgroupMode, oci_path: &str) -> Self {
+        Self { mode, rel: oci_path.trim_start_matches('/').to_string() }
+    }
+
     /// The cgroups of container `id` under parent group `parent` (e.g. `zennet`).
     pub fn new(mode: CgroupMode, parent: &str, id: &str) -> Self {
         Self { mode, rel: format!("{parent}/{id}") }
@@ -251,14 +256,15 @@ fn rmdir_tree(d: &Path) -> io::Result<()> {
             }
         }
     }
-    // A cgroup with dying tasks refuses rmdir for a moment: retry briefly.
+    // A cgroup whose last task is still exiting refuses rmdir for a moment:
+    // retry in short steps (up to about a second).
     let mut last = Ok(());
-    for _ in 0..200 {
+    for i in 0..1000u32 {
         last = fs::remove_dir(d);
         match &last {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
-            Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+            Err(_) => std::thread::sleep(std::time::Duration::from_micros(if i < 50 { 100 } else { 2000 })),
         }
     }
     last

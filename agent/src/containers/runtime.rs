@@ -309,6 +309,8 @@ impl Runtime {
                     let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
                     reap(p.as_raw(), Duration::from_secs(5));
                 }
+                // Ours first (short retries), then libcontainer's state.
+                let _ = cgroups::remove(&cg);
                 let _ = c.delete(true);
             }
             let _ = fs::remove_dir_all(&youki_dir);
@@ -477,6 +479,13 @@ impl Runtime {
             Ok(ws) => exit_code(ws).map(|(_, c)| c).unwrap_or(-1),
             Err(_) => -1,
         };
+        // Remove the cgroups first with short retries: libcontainer's own
+        // removal sleeps 10 ms whenever the exiting task still pins a group.
+        if let Ok(spec) = oci_spec::runtime::Spec::load(bundle.join("config.json")) {
+            if let Some(p) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
+                let _ = cgroups::remove(&CgroupPaths::from_oci_path(self.mode, &p.to_string_lossy()));
+            }
+        }
         let _ = c.delete(true);
         started.map(|_| code)
     }
