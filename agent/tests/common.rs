@@ -120,6 +120,19 @@ impl Drop for Fixture {
     }
 }
 
+/// A container network of a test's own (bridge, subnet, nft table, records
+/// under `dir`), so it never meets a real agent's or another test's.
+pub fn test_net(dir: &Path, bridge: &str, subnet: &str, table: &str) -> NetConfig {
+    NetConfig {
+        bridge: bridge.into(),
+        subnet: subnet.parse().unwrap(),
+        nft_table: table.into(),
+        state_dir: dir.join("net"),
+        blocked: zennet_agent::containers::network::default_blocked(),
+        dns_allow: vec![],
+    }
+}
+
 /// Runs `sh -c script` in container `id`; returns (code, stdout, stderr).
 pub fn sh(e: &Engine, id: &str, script: &str) -> (i32, String, String) {
     let o = e.exec_output(id, &["/bin/sh", "-c", script], b"", std::time::Duration::from_secs(60)).expect("exec");

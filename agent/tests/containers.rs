@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{serial, sh, Fixture};
+use common::{serial, sh, test_net, Fixture};
 use std::io::{Read, Write};
 use std::time::{Duration, Instant};
 use zennet_agent::containers::proto::{ExecRequest, Status};
@@ -270,17 +270,9 @@ fn impossible_specs_are_refused_and_leave_nothing() {
 
 #[test]
 fn hundred_create_delete_cycles_leak_nothing() {
-    use zennet_agent::containers::network::{default_blocked, NetConfig};
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let net = NetConfig {
-        bridge: "znlk0".into(),
-        subnet: "100.98.0.0/24".parse().unwrap(),
-        nft_table: "zennet_lk".into(),
-        state_dir: dir.path().join("net"),
-        blocked: default_blocked(),
-        dns_allow: vec![],
-    };
+    let net = test_net(dir.path(), "znlk0", "100.98.0.0/24", "zennet_lk");
     let f = Fixture::with_network("leak", Some(net));
     let e = f.engine();
     for i in 0..100 {
@@ -345,17 +337,9 @@ fn sigkill_then_restart_adopts_live_and_removes_partial() {
 
 #[test]
 fn network_isolates_tenants_and_the_host_and_meters_traffic() {
-    use zennet_agent::containers::network::{default_blocked, NetConfig};
     let _g = serial();
     let dir = tempfile::tempdir().unwrap();
-    let net = NetConfig {
-        bridge: "znct0".into(),
-        subnet: "100.99.0.0/24".parse().unwrap(),
-        nft_table: "zennet_ct".into(),
-        state_dir: dir.path().join("net"),
-        blocked: default_blocked(),
-        dns_allow: vec![],
-    };
+    let net = test_net(dir.path(), "znct0", "100.99.0.0/24", "zennet_ct");
     let f = Fixture::with_network("net", Some(net));
     let e = f.engine();
     let a1 = e.run_idle("a1", &ContainerSpec::small("tenant-a")).unwrap();
