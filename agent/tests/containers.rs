@@ -42,9 +42,14 @@ fn lifecycle_exec_exit_codes_freeze_delete() {
     let usage_b = e.usage(&["c1"]).unwrap()[0].1.get(UsageComponent::CpuUserNs) + e.usage(&["c1"]).unwrap()[0].1.get(UsageComponent::CpuSystemNs);
     assert!(usage_b - usage_a < 20_000_000, "frozen container used {} ns of cpu", usage_b - usage_a);
     e.thaw("c1").unwrap();
-    let a = read_n();
-    std::thread::sleep(Duration::from_millis(200));
-    assert_ne!(a, read_n(), "thawed loop makes progress");
+    // The loop rewrites /tmp/n, so a read can catch it empty: compare numbers.
+    let num = || read_n().trim().parse::<u64>().ok();
+    let first = (0..100).find_map(|_| num()).expect("the counter file holds a number");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while num().is_none_or(|n| n <= first) {
+        assert!(Instant::now() < deadline, "thawed loop made no progress past {first}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
     e.signal("c1", 9).unwrap();
     let _ = e.wait_exec(h.pid, Duration::from_secs(10));
     e.delete("c1").unwrap();
