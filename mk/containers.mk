@@ -6,11 +6,12 @@ BENCH_TARGETS += bench-containers
 bench-containers: build
 	$(BIN)/zennet-agent bench-containers
 
-# The Debian minbase base (debootstrap, cached in out/bases/debian) and its test.
+# The Debian minbase base (debootstrap, cached in out/bases/debian) and its test
+# (same cargo flags as test-cargo, so nothing is rebuilt for it).
 APT_PACKAGES += debootstrap
 TEST_TARGETS += test-debian-base
 .PHONY: test-debian-base
 $(OUT)/bases/debian/etc/debian_version: | build
 	$(BIN)/zennet-agent make-base debian --bases-dir $(OUT)/bases
 test-debian-base: build $(OUT)/bases/debian/etc/debian_version
-	ZENNET_DEBIAN_BASE=$(CURDIR)/$(OUT)/bases/debian $(CARGO) test --$(PROFILE) -p zennet-agent --test containers -- --ignored debian_base
+	ZENNET_DEBIAN_BASE=$(CURDIR)/$(OUT)/bases/debian $(CARGO) test $(CARGO_FLAGS) --test containers -- --ignored debian_base
