@@ -10,6 +10,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 BIN=target/release
 work=$(mktemp -d)
+chmod 755 "$work" # containers' unprivileged root must traverse it
 pids=()
 cleanup() {
   for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done

@@ -268,6 +268,15 @@ fn impossible_specs_are_refused_and_leave_nothing() {
     let err = e.create("b2", &spec(), &["/bin/true"]).unwrap_err().to_string();
     assert!(err.contains("b2"), "{err}");
     assert_eq!(f.leaks(), Vec::<String>::new());
+    // A state directory the containers' uids cannot traverse is refused up front.
+    let mut locked = f.cfg.clone();
+    let hidden = f.dir.path().join("hidden");
+    std::fs::create_dir(&hidden).unwrap();
+    std::fs::set_permissions(&hidden, std::os::unix::fs::PermissionsExt::from_mode(0o700)).unwrap();
+    locked.state_dir = hidden.join("engine");
+    locked.cgroup_parent = "zt-bad-locked".into();
+    let err = zennet_agent::containers::Engine::spawn(&common::exe(), &locked).err().expect("refused").to_string();
+    assert!(err.contains("not searchable") && err.contains("hidden"), "{err}");
     // Unknown containers are named.
     assert!(e.delete("ghost").unwrap_err().to_string().contains("ghost"));
     assert!(e.exec_output("ghost", &["true"], b"", Duration::from_secs(1)).unwrap_err().to_string().contains("ghost"));

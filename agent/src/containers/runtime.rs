@@ -89,6 +89,21 @@ impl Runtime {
         for d in [cfg.containers_dir(), cfg.youki_root()] {
             fs::create_dir_all(&d).map_err(|e| format!("create {}: {e}", d.display()))?;
         }
+        // The container's root (an unprivileged host uid) must reach the base
+        // and its writable layer through every parent directory.
+        for d in [cfg.bases_dir.clone(), cfg.containers_dir()] {
+            for a in d.ancestors() {
+                if let Ok(md) = fs::metadata(a) {
+                    use std::os::unix::fs::PermissionsExt;
+                    if md.permissions().mode() & 0o001 == 0 {
+                        return Err(format!(
+                            "{} (mode {:o}) is not searchable by the containers' unprivileged uids, so {} cannot be used: give it o+x or choose another directory",
+                            a.display(), md.permissions().mode() & 0o7777, d.display()
+                        ));
+                    }
+                }
+            }
+        }
         let mode = cgroups::detect_mode();
         match cgroups::claim_zygote_group(mode, &cfg.cgroup_parent) {
             Ok(0) => {}
