@@ -63,6 +63,19 @@ fn write_bundle(dir: &Path, rootfs: &Path, args: &[&str], cgroup: &str) -> Resul
     Ok(())
 }
 
+/// Restores the host's /dev/null owner if a runtime under test changed it
+/// (seen here: one of the external runtimes chowns the bind-mounted device to
+/// the container's root), and says which phase did it.
+fn guard_dev_null(phase: &str, owner: (u32, u32)) {
+    use std::os::unix::fs::MetadataExt;
+    if let Ok(md) = std::fs::metadata("/dev/null") {
+        if (md.uid(), md.gid()) != owner {
+            let _ = std::os::unix::fs::chown("/dev/null", Some(owner.0), Some(owner.1));
+            eprintln!("bench: {phase} changed /dev/null's owner to {}:{}; restored to {}:{}", md.uid(), md.gid(), owner.0, owner.1);
+        }
+    }
+}
+
 /// Runs the benchmark.
 pub fn bench_containers(a: BenchArgs) -> Result<()> {
     // A private mount namespace with the (empty) cgroup2 tree hidden: crun
@@ -72,6 +85,11 @@ pub fn bench_containers(a: BenchArgs) -> Result<()> {
     let _ = nix::mount::umount2("/sys/fs/cgroup/unified", nix::mount::MntFlags::MNT_DETACH);
 
     let _ = std::fs::remove_dir_all(&a.dir);
+    let null_owner = {
+        use std::os::unix::fs::MetadataExt;
+        let md = std::fs::metadata("/dev/null").context("stat /dev/null")?;
+        (md.uid(), md.gid())
+    };
     let bases = a.dir.join("bases");
     std::fs::create_dir_all(&bases)?;
     rootfs::make_busybox_base(&bases.join("busybox"), Path::new("/bin/busybox")).context("build the busybox base")?;
@@ -102,16 +120,19 @@ pub fn bench_containers(a: BenchArgs) -> Result<()> {
         zen.push(t.elapsed());
     }
     let rt_root = |name: &str| a.dir.join(name).to_string_lossy().to_string();
+    guard_dev_null("zennet lifecycle", null_owner);
     let runc = time_cmd(n, |i| {
         let mut c = Command::new("runc");
         c.args(["--root", &rt_root("runc"), "run", "--bundle"]).arg(&once).arg(format!("br-{i}"));
         c
     });
+    guard_dev_null("runc lifecycle", null_owner);
     let crun = time_cmd(n, |i| {
         let mut c = Command::new("crun");
         c.args(["--root", &rt_root("crun"), "run", "--bundle"]).arg(&once).arg(format!("bc-{i}"));
         c
     });
+    guard_dev_null("crun lifecycle", null_owner);
     let z = median_ms(zen);
     let r = runc.map(median_ms);
     let c = crun.map(median_ms);
@@ -147,6 +168,7 @@ pub fn bench_containers(a: BenchArgs) -> Result<()> {
     } else {
         None
     };
+    guard_dev_null("exec", null_owner);
     println!("containers exec_p50_ms zennet={:.2} runc={}", median_ms(zen), fmt(runc_exec));
 
     // Usage at N running containers, each with its own disk and cgroup.
@@ -170,6 +192,7 @@ pub fn bench_containers(a: BenchArgs) -> Result<()> {
         engine.delete(&format!("bu-{i}"))?;
     }
     drop(engine);
+    guard_dev_null("usage", null_owner);
     let _ = std::fs::remove_dir_all(&a.dir);
     Ok(())
 }
