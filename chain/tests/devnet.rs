@@ -4,10 +4,10 @@
 //! killed by a Drop guard, even when a test fails.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 use zennet_protocol::keys::SecretKey;
 use zennet_protocol::tx::{Tx, TxBody};
@@ -15,51 +15,14 @@ use zennet_protocol::Amount;
 
 const SLOT_MS: &str = "200";
 
-/// A running `xencoind`; killed and reaped on drop.
-struct Daemon {
-    child: Child,
-    rpc: SocketAddr,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::{rpc, Daemon};
 
 impl Daemon {
     fn start(dir: &Path) -> Daemon {
-        let mut child = Command::new(env!("CARGO_BIN_EXE_xencoind"))
-            .args([
-                "--dev",
-                "--slot-ms",
-                SLOT_MS,
-                "--rpc-addr",
-                "127.0.0.1:0",
-                "--data-dir",
-            ])
-            .arg(dir)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::piped())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .expect("spawn xencoind");
-        let mut out = BufReader::new(child.stdout.take().unwrap());
-        let mut line = String::new();
-        let mut d = Daemon {
-            child,
-            rpc: "127.0.0.1:1".parse().unwrap(),
-        };
-        out.read_line(&mut line).expect("read xencoind stdout");
-        d.rpc = line
-            .trim()
-            .rsplit("http://")
-            .next()
-            .unwrap()
-            .parse()
-            .unwrap_or_else(|_| panic!("no rpc address in {line:?}"));
-        d
+        let mut cmd = Command::new(env!("CARGO_BIN_EXE_xencoind"));
+        cmd.args(["--dev", "--slot-ms", SLOT_MS, "--rpc-addr", "127.0.0.1:0", "--data-dir"]).arg(dir);
+        common::spawn(cmd)
     }
 
     fn kill9(mut self) {
@@ -69,23 +32,6 @@ impl Daemon {
 
     fn call(&self, method: &str, params: Value) -> Result<Value, String> {
         rpc(self.rpc, method, params)
-    }
-}
-
-fn rpc(addr: SocketAddr, method: &str, params: Value) -> Result<Value, String> {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    let mut s =
-        TcpStream::connect_timeout(&addr, Duration::from_secs(5)).map_err(|e| e.to_string())?;
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())
-        .map_err(|e| e.to_string())?;
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).map_err(|e| e.to_string())?;
-    let json = resp.split("\r\n\r\n").nth(1).ok_or("no body")?;
-    let v: Value = serde_json::from_str(json).map_err(|e| format!("{e}: {json}"))?;
-    match v.get("error") {
-        Some(e) => Err(e["message"].as_str().unwrap_or("").to_string()),
-        None => Ok(v["result"].clone()),
     }
 }
 

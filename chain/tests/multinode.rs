@@ -5,25 +5,15 @@
 //! is killed by a Drop guard, even when a test fails.
 
 use serde_json::{json, Value};
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
 const SLOT_MS: &str = "250";
 
-struct Daemon {
-    child: Child,
-    rpc: SocketAddr,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
+mod common;
+use common::Daemon;
 
 fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")
@@ -85,40 +75,12 @@ fn others(i: usize) -> Vec<usize> {
     (0..4).filter(|j| *j != i).collect()
 }
 
-fn start(mut cmd: Command, _dir: &Path) -> Daemon {
-    let mut child = cmd
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .expect("spawn xencoind");
-    let mut out = BufReader::new(child.stdout.take().unwrap());
-    let mut d = Daemon {
-        child,
-        rpc: "127.0.0.1:1".parse().unwrap(),
-    };
-    let mut line = String::new();
-    out.read_line(&mut line).expect("read xencoind stdout");
-    d.rpc = line
-        .trim()
-        .rsplit("http://")
-        .next()
-        .unwrap()
-        .parse()
-        .unwrap_or_else(|_| panic!("no rpc address in {line:?}"));
-    d
+fn start(cmd: Command, _dir: &Path) -> Daemon {
+    common::spawn(cmd)
 }
 
 fn rpc(addr: SocketAddr, method: &str, params: Value) -> Value {
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).unwrap();
-    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
-    write!(s, "POST / HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len()).unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let v: Value = serde_json::from_str(resp.split("\r\n\r\n").nth(1).unwrap()).unwrap();
-    assert!(v.get("error").is_none(), "{method}: {v}");
-    v["result"].clone()
+    common::rpc(addr, method, params).unwrap_or_else(|e| panic!("{method}: {e}"))
 }
 
 fn head(d: &Daemon) -> (u64, u64) {
