@@ -81,55 +81,59 @@ pub fn shift_ownership(path: &Path) -> Result<(), RootfsError> {
 /// Builds the default base at `dest`: Debian's static busybox with a link per
 /// applet, a minimal /etc, owned by the container's root.
 pub fn make_busybox_base(dest: &Path, busybox: &Path) -> Result<(), RootfsError> {
+    install_base(dest, |tmp| {
+        for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "tmp", "proc", "sys", "dev", "var/tmp", "home"] {
+            fs::create_dir_all(tmp.join(d)).map_err(io_err("mkdir", tmp))?;
+        }
+        fs::set_permissions(tmp.join("tmp"), fs::Permissions::from_mode(0o1777)).map_err(io_err("chmod", tmp))?;
+        fs::copy(busybox, tmp.join("bin/busybox")).map_err(io_err("copy", busybox))?;
+        let out = Command::new(busybox).arg("--list-full").output().map_err(io_err("run", busybox))?;
+        for applet in String::from_utf8_lossy(&out.stdout).lines() {
+            let link = tmp.join(applet);
+            if applet == "bin/busybox" || link.exists() {
+                continue;
+            }
+            let depth = applet.matches('/').count();
+            let target = format!("{}bin/busybox", "../".repeat(depth));
+            symlink(&target, &link).map_err(io_err("symlink", &link))?;
+        }
+        let files: &[(&str, &str)] = &[
+            ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
+            ("etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"),
+            ("etc/hosts", "127.0.0.1 localhost\n"),
+            ("etc/resolv.conf", ""),
+            ("etc/os-release", "NAME=\"zennet busybox base\"\nID=zennet-busybox\n"),
+            ("etc/shells", "/bin/sh\n/bin/ash\n"),
+        ];
+        for (f, body) in files {
+            fs::write(tmp.join(f), body).map_err(io_err("write", &tmp.join(f)))?;
+        }
+        Ok(())
+    })
+}
+
+/// Builds a base into `<dest>.tmp` with `build`, gives it to the container's
+/// root, then moves it into place, so a half-built base is never used.
+fn install_base(dest: &Path, build: impl FnOnce(&Path) -> Result<(), RootfsError>) -> Result<(), RootfsError> {
     let tmp = dest.with_extension("tmp");
     let _ = fs::remove_dir_all(&tmp);
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "root", "tmp", "proc", "sys", "dev", "var/tmp", "home"] {
-        fs::create_dir_all(tmp.join(d)).map_err(io_err("mkdir", &tmp))?;
-    }
-    fs::set_permissions(tmp.join("tmp"), fs::Permissions::from_mode(0o1777)).map_err(io_err("chmod", &tmp))?;
-    fs::copy(busybox, tmp.join("bin/busybox")).map_err(io_err("copy", busybox))?;
-    let out = Command::new(busybox).arg("--list-full").output().map_err(io_err("run", busybox))?;
-    for applet in String::from_utf8_lossy(&out.stdout).lines() {
-        let link = tmp.join(applet);
-        if applet == "bin/busybox" || link.exists() {
-            continue;
-        }
-        let depth = applet.matches('/').count();
-        let target = format!("{}bin/busybox", "../".repeat(depth));
-        symlink(&target, &link).map_err(io_err("symlink", &link))?;
-    }
-    let files: &[(&str, &str)] = &[
-        ("etc/passwd", "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/nonexistent:/bin/false\n"),
-        ("etc/group", "root:x:0:\ntty:x:5:\nnogroup:x:65534:\n"),
-        ("etc/hosts", "127.0.0.1 localhost\n"),
-        ("etc/resolv.conf", ""),
-        ("etc/os-release", "NAME=\"zennet busybox base\"\nID=zennet-busybox\n"),
-        ("etc/shells", "/bin/sh\n/bin/ash\n"),
-    ];
-    for (f, body) in files {
-        fs::write(tmp.join(f), body).map_err(io_err("write", &tmp.join(f)))?;
-    }
+    build(&tmp)?;
     shift_ownership(&tmp)?;
     let _ = fs::remove_dir_all(dest);
-    fs::rename(&tmp, dest).map_err(io_err("rename", dest))?;
-    Ok(())
+    fs::rename(&tmp, dest).map_err(io_err("rename", dest))
 }
 
 /// Builds a Debian minbase base at `dest` with debootstrap (needs Debian's
 /// package archive), owned by the container's root.
 pub fn make_debian_base(dest: &Path, suite: &str, mirror: Option<&str>) -> Result<(), RootfsError> {
-    let tmp = dest.with_extension("tmp");
-    let _ = fs::remove_dir_all(&tmp);
-    let mut cmd = Command::new("debootstrap");
-    cmd.args(["--variant=minbase", "--no-check-gpg"]).arg(suite).arg(&tmp);
-    if let Some(m) = mirror {
-        cmd.arg(m);
-    }
-    run(&mut cmd)?;
-    shift_ownership(&tmp)?;
-    let _ = fs::remove_dir_all(dest);
-    fs::rename(&tmp, dest).map_err(io_err("rename", dest))?;
-    Ok(())
+    install_base(dest, |tmp| {
+        let mut cmd = Command::new("debootstrap");
+        cmd.args(["--variant=minbase", "--no-check-gpg"]).arg(suite).arg(tmp);
+        if let Some(m) = mirror {
+            cmd.arg(m);
+        }
+        run(&mut cmd)
+    })
 }
 
 /// One container's writable layer: an ext4 image on a loop device, mounted
