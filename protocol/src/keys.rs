@@ -1,6 +1,9 @@
 //! Keys, addresses and signatures: secp256k1 (`k256`, the version
 //! libp2p-identity 0.3 uses, so one 32-byte secret is both the chain key and
-//! the libp2p node key).
+//! the libp2p node key). Signing and key generation use `k256`; verification,
+//! the hot path (every tx, every voucher), uses libsecp256k1 through the
+//! `secp256k1` crate, about twice as fast here (`make bench-chain`).
+//! Both implement the same ECDSA over the same curve, so signatures agree.
 //!
 //! * A [`SecretKey`] is 32 bytes; its `Debug` is redacted and it is never
 //!   displayed.
@@ -12,7 +15,8 @@
 //!   SHA-256 digest of the message). High-`s` signatures are rejected, so a
 //!   signature is not malleable.
 
-use k256::ecdsa::{signature::hazmat::PrehashVerifier, SigningKey, VerifyingKey};
+use k256::ecdsa::SigningKey;
+use secp256k1::global::SECP256K1;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use sha2::{Digest, Sha256};
 use std::fmt;
@@ -56,7 +60,7 @@ pub fn sha256(data: &[u8]) -> [u8; 32] {
 
 /// A secp256k1 secret key. Never printed: `Debug` shows `SecretKey(<redacted>)`.
 #[derive(Clone)]
-pub struct SecretKey(SigningKey);
+pub struct SecretKey(SigningKey, PublicKey);
 
 impl fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -78,9 +82,10 @@ impl SecretKey {
 
     /// The key whose scalar is these 32 big-endian bytes.
     pub fn from_bytes(b: &[u8; 32]) -> Result<SecretKey, KeyError> {
-        SigningKey::from_slice(b)
-            .map(SecretKey)
-            .map_err(|_| KeyError::BadSecret)
+        let sk = SigningKey::from_slice(b).map_err(|_| KeyError::BadSecret)?;
+        let pk = PublicKey::from_bytes(&sk.verifying_key().to_sec1_bytes())
+            .expect("k256 encodes a valid compressed point");
+        Ok(SecretKey(sk, pk))
     }
 
     /// A deterministic key from a seed phrase: `SHA-256(seed)`. For dev keys and tests only.
@@ -103,7 +108,7 @@ impl SecretKey {
 
     /// The matching public key.
     pub fn public(&self) -> PublicKey {
-        PublicKey(*self.0.verifying_key())
+        self.1
     }
 
     /// The address of the matching public key.
@@ -124,25 +129,22 @@ impl SecretKey {
 
 /// A secp256k1 public key (33-byte compressed SEC1 on the wire, hex in JSON).
 #[derive(Clone, Copy, PartialEq, Eq)]
-pub struct PublicKey(VerifyingKey);
+pub struct PublicKey(secp256k1::PublicKey);
 
 impl PublicKey {
     /// Parses a 33-byte compressed point.
     pub fn from_bytes(b: &[u8]) -> Result<PublicKey, KeyError> {
-        if b.len() != 33 {
+        if b.len() != 33 || !matches!(b[0], 2 | 3) {
             return Err(KeyError::BadPublicKey(hex::encode(b)));
         }
-        VerifyingKey::from_sec1_bytes(b)
+        secp256k1::PublicKey::from_slice(b)
             .map(PublicKey)
             .map_err(|_| KeyError::BadPublicKey(hex::encode(b)))
     }
 
     /// The 33-byte compressed encoding.
     pub fn to_bytes(&self) -> [u8; 33] {
-        let enc = self.0.to_sec1_bytes();
-        let mut out = [0u8; 33];
-        out.copy_from_slice(&enc);
-        out
+        self.0.serialize()
     }
 
     /// The address this key controls.
@@ -155,14 +157,16 @@ impl PublicKey {
 
     /// Checks `sig` over `SHA-256(msg)`; rejects high-s signatures.
     pub fn verify(&self, msg: &[u8], sig: &Signature) -> Result<(), KeyError> {
-        let s = k256::ecdsa::Signature::from_slice(&sig.0)
+        let s = secp256k1::ecdsa::Signature::from_compact(&sig.0)
             .map_err(|_| KeyError::BadSignatureEncoding)?;
-        if s.normalize_s() != s {
+        let mut low = s;
+        low.normalize_s();
+        if low != s || sig.0[..32] == [0; 32] || sig.0[32..] == [0; 32] {
             return Err(KeyError::BadSignatureEncoding);
         }
-        let digest = sha256(msg);
-        self.0
-            .verify_prehash(&digest, &s)
+        let digest = secp256k1::Message::from_digest(sha256(msg));
+        SECP256K1
+            .verify_ecdsa(digest, &s, &self.0)
             .map_err(|_| KeyError::BadSignature)
     }
 }
@@ -331,6 +335,18 @@ mod tests {
             k.public().verify(b"m", &Signature(b)),
             Err(KeyError::BadSignatureEncoding)
         );
+    }
+
+    #[test]
+    fn zero_scalars_and_bad_points_are_malformed() {
+        let k = SecretKey::from_seed("alice");
+        let mut sig = k.sign(b"m");
+        sig.0[..32].fill(0);
+        assert_eq!(k.public().verify(b"m", &sig), Err(KeyError::BadSignatureEncoding));
+        let mut pk = k.public().to_bytes();
+        pk[0] = 4;
+        assert!(matches!(PublicKey::from_bytes(&pk), Err(KeyError::BadPublicKey(_))));
+        assert!(matches!(PublicKey::from_bytes(&pk[..32]), Err(KeyError::BadPublicKey(_))));
     }
 
     #[test]
