@@ -194,7 +194,7 @@ impl Node {
             }
         }
         let (events, _) = broadcast::channel(1024);
-        let (base_state, base, above) = (ledger.clone(), tip.clone(), Default::default());
+        let (base_state, base, above) = Self::rewind_base(&store, &ledger, &tip)?;
         Ok(Node {
             base_state,
             base,
@@ -213,6 +213,36 @@ impl Node {
         })
     }
 
+
+    /// The rewind base after a (re)start: the irreversible state rebuilt from
+    /// the undo records, and our blocks above it. Falls back to the loaded tip
+    /// (no rewind below it) when the records are missing.
+    fn rewind_base(
+        store: &Store,
+        ledger: &Ledger,
+        tip: &Tip,
+    ) -> Result<(Ledger, Tip, std::collections::VecDeque<Block>), NodeError> {
+        let Some(state) = store.irreversible_state(ledger, tip)? else {
+            tracing::warn!(height = tip.height, "no undo records: cannot rewind below the loaded tip");
+            return Ok((ledger.clone(), tip.clone(), Default::default()));
+        };
+        let lib = tip.irreversible;
+        let (hash, slot) = match store.block(lib)? {
+            Some(b) if lib > 0 => (b.header.hash(), b.header.slot),
+            _ => (Hash32::default(), 0),
+        };
+        let mut above = std::collections::VecDeque::new();
+        for h in lib + 1..=tip.height {
+            let b = store.block(h)?.ok_or_else(|| StoreError::Corrupt {
+                path: store.path().into(),
+                table: "blocks",
+                reason: format!("block {h} below the tip {} is missing", tip.height),
+            })?;
+            above.push_back(b);
+        }
+        let base = Tip { height: lib, hash, slot, irreversible: lib, genesis_ms: tip.genesis_ms };
+        Ok((state, base, above))
+    }
     /// The head as clients see it.
     pub fn head(&self) -> HeadInfo {
         let (timestamp_ms, txs) = self.head_meta;

@@ -112,6 +112,17 @@ fn gossip(nodes: &mut [Node], b: &Block, now: u64, skip: &[usize]) {
 
 #[test]
 fn a_node_on_a_losing_branch_rewinds_and_follows_the_longer_one() {
+    losing_branch(false);
+}
+
+#[test]
+fn a_restarted_node_on_a_losing_branch_still_rewinds() {
+    losing_branch(true);
+}
+
+/// X produces a block only it has, the others build a longer branch; X
+/// (restarted in between if `restart`) rewinds to follow it.
+fn losing_branch(restart: bool) {
     let dirs: Vec<_> = (0..4).map(|_| tempfile::tempdir().unwrap()).collect();
     let g = dev_genesis(4, 1000);
     let mut nodes: Vec<Node> = (0..4)
@@ -154,6 +165,14 @@ fn a_node_on_a_losing_branch_rewinds_and_follows_the_longer_one() {
         let b = nodes[owner(slot)].maybe_produce(now).unwrap().unwrap();
         gossip(&mut nodes, &b, now, &[owner(slot), x]);
         branch.push(b);
+    }
+    if restart {
+        let tip = nodes[x].tip.clone();
+        drop(nodes.remove(x));
+        nodes.insert(x, Node::open(dirs[x].path(), g.clone(), Some(dev_key(x))).unwrap());
+        let n = &mut nodes[x];
+        assert_eq!(n.tip, tip);
+        n.mempool.admit(&n.ledger, t.clone()).unwrap_err(); // already included
     }
     // X hears the longer branch: the equal-height rival is refused, the next one rewinds it
     assert!(matches!(

@@ -3,6 +3,11 @@
 //! produced, so a crash (even SIGKILL) leaves either the state before the
 //! block or after it, never a mix. On open, the state is reloaded and
 //! audited (the money invariant) before the node serves anything.
+//!
+//! Each block also stores, in the same transaction, an undo record: the
+//! values its state changes replaced. Undo records are kept only above the
+//! irreversible height, so a restarted node can rebuild the irreversible
+//! state ([`Store::irreversible_state`]) and still rewind a losing branch.
 
 use crate::block::Block;
 use crate::ledger::{Account, Announcement, ChainParams, Channel, Ledger, Totals, TxEffect};
@@ -20,6 +25,23 @@ const CHANNELS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("channels")
 const ANNS: TableDefinition<&[u8], &[u8]> = TableDefinition::new("announcements");
 const DELEGATES: TableDefinition<&[u8], &[u8]> = TableDefinition::new("delegates");
 const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+const UNDO: TableDefinition<u64, &[u8]> = TableDefinition::new("undo");
+
+/// What one block replaced: for each changed key, its value before the
+/// block (JSON text as stored; `None` = absent), and the totals and height before it.
+#[derive(Debug, Default, Serialize, Deserialize)]
+struct Undo {
+    accounts: Vec<(Address, Option<String>)>,
+    channels: Vec<(Hash32, Option<String>)>,
+    anns: Vec<(Hash32, Option<String>)>,
+    delegates: Vec<(Address, bool)>,
+    totals: Totals,
+    height: u64,
+}
+
+fn old_text(v: Option<redb::AccessGuard<'_, &[u8]>>) -> Option<String> {
+    v.map(|g| String::from_utf8_lossy(g.value()).into_owned())
+}
 
 /// What failed in storage, and on which file.
 #[derive(Debug, thiserror::Error)]
@@ -86,6 +108,11 @@ impl Store {
         })
     }
 
+    /// The database file.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
         StoreError::Db {
             path: self.path.clone(),
@@ -136,8 +163,10 @@ impl Store {
         let dirty = ledger.take_dirty();
         let w = self.db.begin_write().map_err(|e| self.err(e))?;
         {
+            let mut undo = Undo::default();
             let mut t = w.open_table(ACCOUNTS).map_err(|e| self.err(e))?;
             for a in &dirty.accounts {
+                undo.accounts.push((*a, old_text(t.get(&a.0[..]).map_err(|e| self.err(e))?)));
                 match ledger.accounts.get(a) {
                     Some(acc) => t.insert(&a.0[..], &enc(acc)[..]).map(|_| ()),
                     None => t.remove(&a.0[..]).map(|_| ()),
@@ -146,6 +175,7 @@ impl Store {
             }
             let mut t = w.open_table(CHANNELS).map_err(|e| self.err(e))?;
             for id in &dirty.channels {
+                undo.channels.push((*id, old_text(t.get(&id.0[..]).map_err(|e| self.err(e))?)));
                 match ledger.channels.get(id) {
                     Some(c) => t.insert(&id.0[..], &enc(c)[..]).map(|_| ()),
                     None => t.remove(&id.0[..]).map(|_| ()),
@@ -154,6 +184,7 @@ impl Store {
             }
             let mut t = w.open_table(ANNS).map_err(|e| self.err(e))?;
             for id in &dirty.anns {
+                undo.anns.push((*id, old_text(t.get(&id.0[..]).map_err(|e| self.err(e))?)));
                 match ledger.anns.get(id) {
                     Some(a) => t.insert(&id.0[..], &enc(a)[..]).map(|_| ()),
                     None => t.remove(&id.0[..]).map(|_| ()),
@@ -162,6 +193,7 @@ impl Store {
             }
             let mut t = w.open_table(DELEGATES).map_err(|e| self.err(e))?;
             for d in &dirty.delegates {
+                undo.delegates.push((*d, t.get(&d.0[..]).map_err(|e| self.err(e))?.is_some()));
                 let r = if ledger.delegates.contains(d) {
                     t.insert(&d.0[..], &[][..]).map(|_| ())
                 } else {
@@ -169,6 +201,26 @@ impl Store {
                 };
                 r.map_err(|e| self.err(e))?;
             }
+            let meta = w.open_table(META).map_err(|e| self.err(e))?;
+            if let Some(v) = meta.get("totals").map_err(|e| self.err(e))? {
+                undo.totals = self.dec("meta", v.value())?;
+            }
+            if let Some(v) = meta.get("height").map_err(|e| self.err(e))? {
+                undo.height = self.dec("meta", v.value())?;
+            }
+            drop(meta);
+            let mut u = w.open_table(UNDO).map_err(|e| self.err(e))?;
+            if let Some((keep, _)) = rewind {
+                u.retain_in((keep + 1).., |_, _| false)
+                    .map_err(|e| self.err(e))?;
+            }
+            if let Some(b) = block {
+                u.insert(b.header.height, &enc(&undo)[..])
+                    .map_err(|e| self.err(e))?;
+            }
+            u.retain_in(..=tip.irreversible, |_, _| false)
+                .map_err(|e| self.err(e))?;
+            drop(u);
             if let Some((keep, dropped)) = rewind {
                 let mut t = w.open_table(BLOCKS).map_err(|e| self.err(e))?;
                 t.retain_in((keep + 1).., |_, _| false)
@@ -276,6 +328,58 @@ impl Store {
             .map_err(|e| StoreError::Audit(e, self.path.clone()))?;
         l.take_dirty();
         Ok(Some((l, tip)))
+    }
+
+    /// The state at the irreversible height, rebuilt from `head` (the state
+    /// at `tip`) by undoing the blocks above it, newest first. `None` when an
+    /// undo record is missing (a database written before undo records).
+    pub fn irreversible_state(&self, head: &Ledger, tip: &Tip) -> Result<Option<Ledger>, StoreError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match r.open_table(UNDO) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                return Ok((tip.height == tip.irreversible).then(|| head.clone()))
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut l = head.clone();
+        for h in (tip.irreversible + 1..=tip.height).rev() {
+            let Some(v) = t.get(h).map_err(|e| self.err(e))? else {
+                return Ok(None);
+            };
+            let u: Undo = self.dec("undo", v.value())?;
+            for (a, old) in u.accounts {
+                match old {
+                    Some(j) => l.accounts.insert(a, self.dec("undo", j.as_bytes())?),
+                    None => l.accounts.remove(&a),
+                };
+            }
+            for (id, old) in u.channels {
+                match old {
+                    Some(j) => l.channels.insert(id, self.dec("undo", j.as_bytes())?),
+                    None => l.channels.remove(&id),
+                };
+            }
+            for (id, old) in u.anns {
+                match old {
+                    Some(j) => l.anns.insert(id, self.dec("undo", j.as_bytes())?),
+                    None => l.anns.remove(&id),
+                };
+            }
+            for (d, present) in u.delegates {
+                if present {
+                    l.delegates.insert(d);
+                } else {
+                    l.delegates.remove(&d);
+                }
+            }
+            l.totals = u.totals;
+            l.height = u.height;
+        }
+        l.audit()
+            .map_err(|e| StoreError::Audit(e, self.path.clone()))?;
+        l.take_dirty();
+        Ok(Some(l))
     }
 
     /// The block at `height`, if stored.
