@@ -23,17 +23,34 @@ const MAX_RESPONSE_BYTES: u64 = 4 << 20;
 pub enum WalletCmd {
     /// Create a new key file (refuses to overwrite one).
     New,
+    /// Create the key file from a hex secret read on stdin (e.g. a devnet key
+    /// from `xencoind dev-keys`); never from the command line, where `ps` would show it.
+    Import,
     /// Print the wallet's address.
     Address,
     /// Print the balance and nonce of the wallet (or of ADDRESS).
-    Balance { address: Option<String> },
-    /// Send AMOUNT XEN (e.g. 1.5) to ADDRESS.
+    Balance {
+        address: Option<String>,
+        /// Print `{"address", "balance" (base units), "nonce"}`.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Send AMOUNT XEN (e.g. 1.5) to ADDRESS and wait until a block includes it.
     Send {
         to: String,
         amount: String,
         /// Fee in base units.
         #[arg(long, default_value_t = 1000)]
         fee: u64,
+        /// Return once the node has admitted the tx, without waiting for a block.
+        #[arg(long)]
+        no_wait: bool,
+        /// Seconds to wait for inclusion.
+        #[arg(long, default_value_t = 30)]
+        timeout: u64,
+        /// Print `{"tx", "height"}` (height null with --no-wait).
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -53,8 +70,18 @@ pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str) -> anyhow::Result<()>
             write_key(key_path, &k)?;
             println!("{}", k.address());
         }
+        WalletCmd::Import => {
+            let mut hexkey = String::new();
+            std::io::stdin()
+                .take(1024)
+                .read_to_string(&mut hexkey)
+                .context("reading the secret from stdin")?;
+            let k = parse_secret(&hexkey).context("stdin")?;
+            write_key(key_path, &k)?;
+            println!("{}", k.address());
+        }
         WalletCmd::Address => println!("{}", read_key(key_path)?.address()),
-        WalletCmd::Balance { address } => {
+        WalletCmd::Balance { address, json } => {
             let a: Address = match address {
                 Some(s) => s.parse()?,
                 None => read_key(key_path)?.address(),
@@ -65,9 +92,13 @@ pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str) -> anyhow::Result<()>
                     .as_u64()
                     .context("node returned no balance")?,
             );
-            println!("{a} {bal} nonce={}", acc["nonce"]);
+            if json {
+                println!("{}", json!({"address": a.to_string(), "balance": bal.0, "nonce": acc["nonce"]}));
+            } else {
+                println!("{a} {bal} nonce={}", acc["nonce"]);
+            }
         }
-        WalletCmd::Send { to, amount, fee } => {
+        WalletCmd::Send { to, amount, fee, no_wait, timeout, json } => {
             let k = read_key(key_path)?;
             let to: Address = to.parse()?;
             let amount = Amount::parse_xen(&amount).map_err(anyhow::Error::msg)?;
@@ -86,10 +117,44 @@ pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str) -> anyhow::Result<()>
             }
             .sign(&k);
             let hash = call(rpc_url, "xen_submitTx", json!([tx]))?;
-            println!("{}", hash.as_str().unwrap_or_default());
+            let hash = hash.as_str().context("node returned no tx hash")?.to_string();
+            let height = if no_wait {
+                None
+            } else {
+                Some(wait_included(rpc_url, &hash, Duration::from_secs(timeout))?)
+            };
+            match (json, height) {
+                (true, h) => println!("{}", json!({"tx": hash, "height": h})),
+                (false, Some(h)) => println!("{hash} included at height {h}"),
+                (false, None) => println!("{hash}"),
+            }
         }
     }
     Ok(())
+}
+
+/// Polls the node until tx `hash` has a receipt; returns its block height.
+fn wait_included(rpc_url: &str, hash: &str, timeout: Duration) -> anyhow::Result<u64> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let r = call(rpc_url, "xen_getReceipt", json!([hash]))?;
+        if let Some(h) = r["height"].as_u64() {
+            return Ok(h);
+        }
+        if std::time::Instant::now() >= deadline {
+            bail!("tx {hash} was admitted but no block included it within {}s (see `xen_getTx`)", timeout.as_secs());
+        }
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+/// Parses a hex secret (whitespace around it ignored); the error never shows the input.
+fn parse_secret(s: &str) -> anyhow::Result<SecretKey> {
+    let b = hex::decode(s.trim()).map_err(|_| anyhow::anyhow!("the secret is not hex"))?;
+    let arr: [u8; 32] = b
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the secret must be 32 bytes (64 hex digits)"))?;
+    Ok(SecretKey::from_bytes(&arr)?)
 }
 
 /// Writes a new key file with mode 0600; never overwrites.
@@ -123,13 +188,11 @@ pub fn read_key(path: &Path) -> anyhow::Result<SecretKey> {
             path.display()
         );
     }
+    if meta.len() > 1024 {
+        bail!("key file {} is {} bytes; a key file holds 64 hex digits", path.display(), meta.len());
+    }
     let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let b = hex::decode(s.trim())
-        .with_context(|| format!("{} does not hold a hex key", path.display()))?;
-    let arr: [u8; 32] = b
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("{} must hold 32 bytes", path.display()))?;
-    Ok(SecretKey::from_bytes(&arr)?)
+    parse_secret(&s).with_context(|| format!("key file {}", path.display()))
 }
 
 /// One JSON-RPC call over HTTP/1.1 to `url` (`http://host:port`).
