@@ -172,6 +172,49 @@ pub fn zygote_group(mode: CgroupMode, parent: &str) -> PathBuf {
     }
 }
 
+/// Pays the kernel's cgroup-migration grace period ahead of a create.
+///
+/// Moving a task between cgroups takes `cgroup_threadgroup_rwsem` for
+/// writing; when no migration happened in the last grace period, the writer
+/// first waits a full RCU grace period (measured here: about 8 ms, most of a
+/// container's create). Every writer that arrives while one is waiting shares
+/// that same grace period. So, when a create is requested, a thread of the
+/// agent re-writes the zygote's pid into the zygote's own group (a no-op
+/// move) while the zygote parses the spec and forks; by the time
+/// libcontainer's intermediate process joins the container's cgroups, the
+/// grace period is over or nearly so.
+pub struct Primer {
+    tx: std::sync::mpsc::Sender<()>,
+}
+
+impl Primer {
+    /// Starts the priming thread for the zygote `pid` in group `parent.zygote`.
+    pub fn start(mode: CgroupMode, parent: &str, pid: i32) -> Option<Primer> {
+        let procs = zygote_group(mode, parent).join("cgroup.procs");
+        let (tx, rx) = std::sync::mpsc::channel::<()>();
+        std::thread::Builder::new()
+            .name("cgroup-primer".into())
+            .spawn(move || {
+                while rx.recv().is_ok() {
+                    while rx.try_recv().is_ok() {}
+                    // Only while the zygote is still in its group (its pid
+                    // cannot have been reused by a process outside it).
+                    let member = fs::read_to_string(&procs).is_ok_and(|p| p.lines().any(|l| l.trim() == pid.to_string()));
+                    if member {
+                        let _ = fs::write(&procs, pid.to_string());
+                    }
+                }
+            })
+            .ok()?;
+        Some(Primer { tx })
+    }
+
+    /// Asks for a grace period now (returns at once).
+    pub fn prime(&self) {
+        let _ = self.tx.send(());
+    }
+}
+
 /// Kills every process but this one in the zygote group, then joins it.
 /// Returns how many stale processes were killed.
 pub fn claim_zygote_group(mode: CgroupMode, parent: &str) -> io::Result<usize> {
@@ -218,18 +261,26 @@ pub fn list_ids(mode: CgroupMode, parent: &str) -> Vec<String> {
 /// Kills every process in the container's cgroups (thawing them first, or
 /// frozen tasks could not die). Idempotent.
 pub fn kill_all(paths: &CgroupPaths) {
-    for d in paths.all_dirs() {
-        if !d.exists() {
-            continue;
+    // Only the files this mode has: each failed open costs a path walk.
+    match paths.mode {
+        CgroupMode::V1 => {
+            let _ = fs::write(paths.dir("freezer").join("freezer.state"), "THAWED");
         }
-        let _ = fs::write(d.join("freezer.state"), "THAWED");
-        let _ = fs::write(d.join("cgroup.freeze"), "0");
-        if fs::write(d.join("cgroup.kill"), "1").is_err() {
-            if let Ok(procs) = fs::read_to_string(d.join("cgroup.procs")) {
-                for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
-                    // SAFETY: kill(2) with a pid read from the cgroup; no memory is touched.
-                    unsafe { libc::kill(pid, libc::SIGKILL) };
-                }
+        CgroupMode::V2 => {
+            let d = paths.dir("");
+            let _ = fs::write(d.join("cgroup.freeze"), "0");
+            if fs::write(d.join("cgroup.kill"), "1").is_ok() {
+                return;
+            }
+        }
+    }
+    // v1 (or v2 before 5.14): signal every task of every hierarchy; a task
+    // stranded mid-create may have joined only some of them.
+    for d in paths.all_dirs() {
+        if let Ok(procs) = fs::read_to_string(d.join("cgroup.procs")) {
+            for pid in procs.lines().filter_map(|p| p.trim().parse::<i32>().ok()) {
+                // SAFETY: kill(2) with a pid read from the cgroup; no memory is touched.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
             }
         }
     }
@@ -246,12 +297,16 @@ pub fn remove(paths: &CgroupPaths) -> io::Result<()> {
 }
 
 fn rmdir_tree(d: &Path) -> io::Result<()> {
-    if !d.exists() {
-        return Ok(());
+    // The common case is a leaf group: try rmdir first, and list the
+    // directory (d_type only, no stat per file) only when it refuses.
+    match fs::remove_dir(d) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
     }
     if let Ok(rd) = fs::read_dir(d) {
         for e in rd.flatten() {
-            if e.path().is_dir() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
                 rmdir_tree(&e.path())?;
             }
         }

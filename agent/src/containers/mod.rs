@@ -129,6 +129,7 @@ pub struct Engine {
     next_id: Mutex<u64>,
     shared: Arc<(Mutex<Shared>, Condvar)>,
     zygote_pid: i32,
+    primer: Option<cgroups::Primer>,
     /// What recovery found when the zygote started: (adopted, removed).
     pub recovered: (Vec<String>, Vec<String>),
 }
@@ -147,7 +148,7 @@ impl Engine {
             }
             nix::unistd::ForkResult::Parent { child: pid } => {
                 drop(child);
-                Engine::connect(parent, pid.as_raw())
+                Engine::connect(parent, pid.as_raw(), &cfg)
             }
         }
     }
@@ -172,10 +173,10 @@ impl Engine {
         }
         let proc = cmd.spawn().map_err(|e| EngineError::Transport(format!("spawn {} zygote: {e}", exe.display())))?;
         drop(child);
-        Engine::connect(parent, proc.id() as i32)
+        Engine::connect(parent, proc.id() as i32, cfg)
     }
 
-    fn connect(sock: OwnedFd, zygote_pid: i32) -> Result<Engine, EngineError> {
+    fn connect(sock: OwnedFd, zygote_pid: i32, cfg: &EngineConfig) -> Result<Engine, EngineError> {
         let shared: Arc<(Mutex<Shared>, Condvar)> = Arc::default();
         // Close-on-exec, or every process spawned later would hold the
         // connection open and the zygote would never see end-of-file.
@@ -196,12 +197,21 @@ impl Engine {
             .name("zygote-reader".into())
             .spawn(move || reader(reader_fd, pidfd, sh))
             .map_err(|e| EngineError::Transport(e.to_string()))?;
-        let mut eng = Engine { sock, next_id: Mutex::new(1), shared, zygote_pid, recovered: (vec![], vec![]) };
+        let mut eng = Engine { sock, next_id: Mutex::new(1), shared, zygote_pid, primer: None, recovered: (vec![], vec![]) };
         match eng.call(Request::Ping)?.0 {
             Response::Hello { adopted, removed } => eng.recovered = (adopted, removed),
             other => return Err(EngineError::Unexpected(format!("{other:?}"))),
         }
+        // After the Hello: the zygote has claimed its group by now.
+        eng.primer = cgroups::Primer::start(cgroups::detect_mode(), &cfg.cgroup_parent, zygote_pid);
         Ok(eng)
+    }
+
+    /// Starts the cgroup-migration grace period for a create about to be sent.
+    fn prime(&self) {
+        if let Some(p) = &self.primer {
+            p.prime();
+        }
     }
 
     /// The zygote's pid.
@@ -241,6 +251,7 @@ impl Engine {
     /// Creates a container (not started) whose init runs `args`.
     pub fn create(&self, id: &str, spec: &ContainerSpec, args: &[&str]) -> Result<ContainerInfo, EngineError> {
         let req = Request::Create { id: id.into(), spec: spec.clone(), args: args.iter().map(|s| s.to_string()).collect() };
+        self.prime();
         match self.call(req)?.0 {
             Response::Info(i) => Ok(i),
             other => Err(EngineError::Unexpected(format!("{other:?}"))),
@@ -388,6 +399,7 @@ impl Engine {
 impl Engine {
     /// Benchmarks only: runs a ready OCI bundle to completion; returns its exit code.
     pub fn run_bundle(&self, id: &str, bundle: &Path) -> Result<i32, EngineError> {
+        self.prime();
         match self.call(Request::RunBundle { id: id.into(), bundle: bundle.to_path_buf() })?.0 {
             Response::Exited { code } => Ok(code),
             other => Err(EngineError::Unexpected(format!("{other:?}"))),

@@ -319,14 +319,15 @@ impl Runtime {
         cgroups::kill_all(&cg);
         let youki_dir = self.cfg.youki_root().join(id);
         if youki_dir.exists() {
-            if let Ok(mut c) = self.load_container(id) {
+            if let Ok(c) = self.load_container(id) {
                 if let Some(p) = c.pid() {
                     let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
                     reap(p.as_raw(), Duration::from_secs(5));
                 }
-                // Ours first (short retries), then libcontainer's state.
+                // The engine owns the cgroups; libcontainer's own delete
+                // would only rebuild a cgroup manager to remove them again
+                // (hundreds of procfs syscalls) and run hooks we never set.
                 let _ = cgroups::remove(&cg);
-                let _ = c.delete(true);
             }
             let _ = fs::remove_dir_all(&youki_dir);
         }
@@ -494,14 +495,13 @@ impl Runtime {
             Ok(ws) => exit_code(ws).map(|(_, c)| c).unwrap_or(-1),
             Err(_) => -1,
         };
-        // Remove the cgroups first with short retries: libcontainer's own
-        // removal sleeps 10 ms whenever the exiting task still pins a group.
-        if let Ok(spec) = oci_spec::runtime::Spec::load(bundle.join("config.json")) {
-            if let Some(p) = spec.linux().as_ref().and_then(|l| l.cgroups_path().clone()) {
-                let _ = cgroups::remove(&CgroupPaths::from_oci_path(self.mode, &p.to_string_lossy()));
-            }
+        // The engine removes the cgroups (short retries; libcontainer's own
+        // removal sleeps 10 ms whenever the exiting task still pins a group)
+        // and the state directory itself, as `teardown` does.
+        if let Ok(yc) = c.spec() {
+            let _ = cgroups::remove(&CgroupPaths::from_oci_path(self.mode, &yc.cgroup_path.to_string_lossy()));
         }
-        let _ = c.delete(true);
+        let _ = fs::remove_dir_all(self.cfg.youki_root().join(id));
         started.map(|_| code)
     }
 
