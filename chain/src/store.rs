@@ -348,24 +348,9 @@ impl Store {
                 return Ok(None);
             };
             let u: Undo = self.dec("undo", v.value())?;
-            for (a, old) in u.accounts {
-                match old {
-                    Some(j) => l.accounts.insert(a, self.dec("undo", j.as_bytes())?),
-                    None => l.accounts.remove(&a),
-                };
-            }
-            for (id, old) in u.channels {
-                match old {
-                    Some(j) => l.channels.insert(id, self.dec("undo", j.as_bytes())?),
-                    None => l.channels.remove(&id),
-                };
-            }
-            for (id, old) in u.anns {
-                match old {
-                    Some(j) => l.anns.insert(id, self.dec("undo", j.as_bytes())?),
-                    None => l.anns.remove(&id),
-                };
-            }
+            self.undo_into(&mut l.accounts, u.accounts)?;
+            self.undo_into(&mut l.channels, u.channels)?;
+            self.undo_into(&mut l.anns, u.anns)?;
             for (d, present) in u.delegates {
                 if present {
                     l.delegates.insert(d);
@@ -380,6 +365,21 @@ impl Store {
             .map_err(|e| StoreError::Audit(e, self.path.clone()))?;
         l.take_dirty();
         Ok(Some(l))
+    }
+
+    /// Puts back each key's value from before a block (or removes the key).
+    fn undo_into<K: Ord, V: DeserializeOwned>(
+        &self,
+        map: &mut std::collections::BTreeMap<K, V>,
+        entries: Vec<(K, Option<String>)>,
+    ) -> Result<(), StoreError> {
+        for (k, old) in entries {
+            match old {
+                Some(j) => map.insert(k, self.dec("undo", j.as_bytes())?),
+                None => map.remove(&k),
+            };
+        }
+        Ok(())
     }
 
     /// The block at `height`, if stored.
