@@ -1,5 +1,5 @@
-//! The agent's subcommands that are more than wiring: `run`, `demo` and
-//! `bench-containers`. Each builds an [`EngineConfig`] from its arguments.
+//! The agent's subcommands that are more than wiring: `run`, `demo`,
+//! `bench-containers`, `calibrate` and `bench-calibration`. Each builds an [`EngineConfig`] from its arguments.
 
 use crate::containers::{network::NetConfig, EngineConfig, Engine};
 use anyhow::{Context, Result};
@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use zennet_protocol::spec::Capacity;
 
 mod bench;
+mod calibrate;
 pub use bench::{bench_containers, BenchArgs};
+pub use calibrate::{bench_calibration, calibrate, BenchCalibrationArgs, CalibrateArgs};
 
 /// Options shared by `run` and `demo`.
 #[derive(Args, Debug, Clone)]

@@ -1,0 +1,420 @@
+//! Calibration: the seed's Algorithm 1 on this machine. Runs the canonical
+//! benchmarks ([`bench`]) with seeded random mixes, each run in its own
+//! cgroup ([`sandbox`]) for `T` seconds, samples the usage vector, and fits
+//! per-component rates `r = s V+` ([`fit`]). Owns the [`CalibrationRecord`]
+//! (everything measured: `V`, `s`, `r`, singular values, residual,
+//! leave-one-out errors, scores) and the hardware [`fingerprint`].
+
+pub mod bench;
+pub mod fit;
+pub mod sandbox;
+
+use anyhow::{bail, Context, Result};
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use zennet_protocol::pricing::{Fingerprint, ScoreSummary};
+use zennet_protocol::{Amount, CalibrationSummary, Rates, UsageComponent, UsageVector};
+
+/// How to calibrate.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Length of one run, seconds (`T`).
+    pub seconds: f64,
+    /// Runs always made (`N`).
+    pub runs: usize,
+    /// Cap on runs when scores are still noisy.
+    pub max_runs: usize,
+    /// Scores are repeated until their relative std dev is below this.
+    pub rsd_target: f64,
+    /// The provider's price for the whole machine per second (`t`).
+    pub price_per_second: Amount,
+    /// Per-benchmark prices per second, replacing `t` for those benchmarks.
+    pub benchmark_prices: BTreeMap<String, Amount>,
+    /// Seed of the random run parameters (recorded).
+    pub seed: u64,
+    /// Relative singular value threshold of the fit.
+    pub threshold: f64,
+    /// Shortest segment of a run, seconds.
+    pub min_segment_s: f64,
+    /// Scratch directory (created and removed).
+    pub work_dir: PathBuf,
+}
+
+impl Config {
+    /// Quick mode: 6 runs of 2 s (under 20 s on a 2-core machine).
+    pub fn quick() -> Config {
+        Config { seconds: 2.0, runs: 6, max_runs: 6, ..Config::full() }
+    }
+
+    /// Full mode: 14 runs of 4 s, up to 18 while scores are noisy (under 90 s).
+    pub fn full() -> Config {
+        Config {
+            seconds: 4.0,
+            runs: 14,
+            max_runs: 18,
+            rsd_target: 0.035,
+            price_per_second: Amount(100_000),
+            benchmark_prices: BTreeMap::new(),
+            seed: 0,
+            threshold: 1e-3,
+            min_segment_s: 0.5,
+            work_dir: PathBuf::from("/var/lib/zennet/calibrate"),
+        }
+    }
+
+    /// Checks every option, naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.seconds.is_finite() && (0.5..=600.0).contains(&self.seconds)) {
+            bail!("--seconds {} out of range: a run lasts 0.5..=600 s", self.seconds);
+        }
+        if self.runs == 0 || self.runs > 1000 {
+            bail!("--runs {} out of range: 1..=1000", self.runs);
+        }
+        if self.max_runs < self.runs || self.max_runs > 1000 {
+            bail!("run cap {} must be between --runs ({}) and 1000", self.max_runs, self.runs);
+        }
+        if self.price_per_second == Amount::ZERO {
+            bail!("--price-per-second must be above zero");
+        }
+        for (b, p) in &self.benchmark_prices {
+            if bench::by_name(b).is_none() {
+                bail!("unknown benchmark {b:?} in a per-benchmark price; known: {}", bench::BENCHMARKS.iter().map(|b| b.name).collect::<Vec<_>>().join(", "));
+            }
+            if *p == Amount::ZERO {
+                bail!("price of benchmark {b} must be above zero");
+            }
+        }
+        if !(self.threshold > 0.0 && self.threshold < 1.0) {
+            bail!("singular value threshold {} must be in (0, 1)", self.threshold);
+        }
+        Ok(())
+    }
+
+    /// Price per second of one benchmark, base units.
+    pub fn price_of(&self, benchmark: &str) -> Amount {
+        self.benchmark_prices.get(benchmark).copied().unwrap_or(self.price_per_second)
+    }
+}
+
+/// A segment as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    /// The planned parameters.
+    #[serde(flatten)]
+    pub plan: bench::Segment,
+    /// Measured length, from spawn to exit, seconds.
+    pub actual_seconds: f64,
+    /// Throughput, bogo ops per second (none if stress-ng reported nothing).
+    pub score: Option<f64>,
+}
+
+/// One run: its parameters, usage and price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The segments, in order.
+    pub segments: Vec<SegmentRecord>,
+    /// Usage over the run (same components and units as a container's).
+    pub usage: UsageVector,
+    /// Samples taken.
+    pub samples: u32,
+}
+
+impl RunRecord {
+    /// Measured length, seconds.
+    pub fn seconds(&self) -> f64 {
+        self.usage.get(UsageComponent::WallNs) as f64 / 1e9
+    }
+
+    /// The row of `V`: usage per second.
+    pub fn row(&self) -> [f64; UsageVector::LEN] {
+        let t = self.seconds().max(1e-9);
+        let mut r = [0.0; UsageVector::LEN];
+        for (i, v) in self.usage.counters.iter().enumerate() {
+            r[i] = *v as f64 / t;
+        }
+        r
+    }
+
+    /// The run's price per second under `price_of` (base units): each
+    /// segment at its benchmark's price for its measured length, the gaps
+    /// between segments at `t`, over the run's length. With one price `t`
+    /// this is `t` (the seed's `s = t 1`).
+    pub fn price(&self, t: Amount, price_of: &dyn Fn(&str) -> Amount) -> f64 {
+        let total = self.seconds().max(1e-9);
+        let seg: f64 = self.segments.iter().map(|s| s.actual_seconds).sum();
+        let priced: f64 = self.segments.iter().map(|s| price_of(&s.plan.benchmark).0 as f64 * s.actual_seconds).sum();
+        (priced + t.0 as f64 * (total - seg).max(0.0)) / total
+    }
+}
+
+/// Everything a calibration measured and fitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationRecord {
+    /// Record layout version.
+    pub version: u16,
+    /// Hardware measured.
+    pub fingerprint: Fingerprint,
+    /// When, seconds since the Unix epoch.
+    pub time_unix_s: u64,
+    /// Seed of the run parameters.
+    pub seed: u64,
+    /// Run length asked for, seconds.
+    pub seconds: f64,
+    /// `t`, base units per second.
+    pub price_per_second: Amount,
+    /// Per-benchmark prices, base units per second.
+    pub benchmark_prices: BTreeMap<String, Amount>,
+    /// The runs (rows of `V` are their usage per second).
+    pub runs: Vec<RunRecord>,
+    /// `s`: price per second of each run, base units.
+    pub s: Vec<f64>,
+    /// The fit (rates in base units per unit, singular values, rank,
+    /// residual, leave-one-out errors).
+    pub fit: fit::Fit,
+    /// Components whose unconstrained rate came out negative and were fixed
+    /// at zero (a rate must not pay the publisher for using a resource).
+    pub clamped: Vec<String>,
+    /// The rates in fixed point: what offers and costs use.
+    pub rates: Rates,
+    /// Benchmark throughputs over their repeats.
+    pub scores: Vec<ScoreSummary>,
+    /// Wall time of the whole calibration, seconds.
+    pub elapsed_s: f64,
+}
+
+impl CalibrationRecord {
+    /// Current layout.
+    pub const VERSION: u16 = 1;
+
+    /// `V`, one row per run.
+    pub fn v(&self) -> Array2<f64> {
+        let mut v = Array2::zeros((self.runs.len(), UsageVector::LEN));
+        for (i, r) in self.runs.iter().enumerate() {
+            v.row_mut(i).assign(&Array1::from(r.row().to_vec()));
+        }
+        v
+    }
+
+    /// The summary that goes into an offer.
+    pub fn summary(&self) -> CalibrationSummary {
+        CalibrationSummary {
+            fingerprint: self.fingerprint.clone(),
+            time_unix_s: self.time_unix_s,
+            price_per_second: self.price_per_second,
+            rates: self.rates,
+            rank: self.fit.rank.max(1) as u32,
+            residual: self.fit.residual,
+            holdout_error: self.fit.loo_median(),
+            runs: self.runs.len() as u32,
+            scores: self.scores.clone(),
+        }
+    }
+}
+
+/// Progress of a calibration, for a progress bar.
+#[derive(Debug, Clone)]
+pub struct Progress<'a> {
+    /// Run being made (1-based) and the planned count.
+    pub run: usize,
+    pub of: usize,
+    /// Benchmark now running.
+    pub benchmark: &'a str,
+}
+
+/// This machine's fingerprint: cpu model, cores, memory, disks.
+pub fn fingerprint() -> Fingerprint {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_bytes = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024);
+    let mut disks: Vec<String> = std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !["loop", "ram", "zram", "dm-", "sr", "nbd"].iter().any(|p| n.starts_with(p)))
+        .map(|n| {
+            let sectors: u64 = std::fs::read_to_string(format!("/sys/block/{n}/size")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            format!("{n}:{}", sectors * 512)
+        })
+        .collect();
+    disks.sort();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    Fingerprint { cpu_model: cpu_model.chars().take(CalibrationSummary::MAX_STR).collect(), cores, memory_bytes, disks }
+}
+
+/// Runs one segment in `run`; returns its record.
+fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path::Path, yaml: &std::path::Path) -> Result<SegmentRecord> {
+    let b = bench::by_name(&seg.benchmark).with_context(|| format!("unknown benchmark {}", seg.benchmark))?;
+    let _ = std::fs::remove_file(yaml);
+    let start = Instant::now();
+    let mut child = run.spawn(&mut bench::command(b, seg.workers, scratch, yaml)).context("start stress-ng (is it installed? apt-get install stress-ng)")?;
+    let end = start + Duration::from_secs_f64(seg.seconds);
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(100)));
+        run.sample();
+        if let Some(st) = child.try_wait()? {
+            bail!("stress-ng for {} exited early with {st}", seg.benchmark);
+        }
+    }
+    // SIGINT: stress-ng stops its workers and writes its metrics.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let actual_seconds = start.elapsed().as_secs_f64();
+    run.sample();
+    let score = std::fs::read_to_string(yaml).ok().and_then(|y| bench::parse_metrics(&y, b.stressor)).map(|(ops, wall)| ops / wall);
+    let _ = std::fs::remove_file(yaml);
+    Ok(SegmentRecord { plan: seg.clone(), actual_seconds, score })
+}
+
+/// Score statistics per benchmark from the runs so far.
+pub fn scores(runs: &[RunRecord]) -> Vec<ScoreSummary> {
+    let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for s in runs.iter().flat_map(|r| &r.segments) {
+        if let Some(x) = s.score {
+            by.entry(s.plan.benchmark.as_str()).or_default().push(x);
+        }
+    }
+    bench::BENCHMARKS
+        .iter()
+        .filter_map(|b| by.get(b.name).map(|v| (b.name, v)))
+        .map(|(name, v)| {
+            let n = v.len() as f64;
+            let avg = v.iter().sum::<f64>() / n;
+            let var = if v.len() > 1 { v.iter().map(|x| (x - avg).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+            ScoreSummary {
+                benchmark: name.to_string(),
+                unit: bench::SCORE_UNIT.into(),
+                repeats: v.len() as u32,
+                min: v.iter().copied().fold(f64::INFINITY, f64::min),
+                avg,
+                max: v.iter().copied().fold(0.0, f64::max),
+                std_dev: var.sqrt(),
+            }
+        })
+        .collect()
+}
+
+/// Fits `V`, `s` with non-negative rates: an unconstrained rate below zero
+/// fixes that component at zero and the rest are refitted (an active set,
+/// one component at a time). Returns the fit and the fixed components.
+pub fn fit_nonneg(v: &Array2<f64>, s: &Array1<f64>, threshold: f64) -> Result<(fit::Fit, Vec<String>), fit::FitError> {
+    let mut vm = v.clone();
+    let mut clamped = Vec::new();
+    loop {
+        let f = fit::fit(vm.view(), s.view(), fit::FitOptions { threshold, leave_one_out: true })?;
+        let worst = f.rates.iter().enumerate().filter(|(_, r)| **r < 0.0).min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+        match worst {
+            Some(i) => {
+                vm.column_mut(i).fill(0.0);
+                clamped.push(UsageComponent::ALL[i].name().to_string());
+            }
+            None => return Ok((f, clamped)),
+        }
+    }
+}
+
+/// Calibrates this machine. `progress` is called as each segment starts.
+/// Every cgroup, process, file and namespace made is gone when it returns.
+pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<CalibrationRecord> {
+    cfg.validate()?;
+    let started = Instant::now();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let pool: Vec<&'static str> = bench::BENCHMARKS.iter().map(|b| b.name).collect();
+    let mut planner = bench::Planner::new(cfg.seed, workers, cfg.min_segment_s);
+    let mut sb = sandbox::Sandbox::create(&cfg.work_dir).with_context(|| format!("calibration sandbox in {}", cfg.work_dir.display()))?;
+    let yaml = cfg.work_dir.join("metrics.yaml");
+    let mut runs: Vec<RunRecord> = Vec::new();
+    let result = (|| -> Result<()> {
+        while runs.len() < cfg.max_runs {
+            let pool_now: Vec<&'static str> = if runs.len() < cfg.runs {
+                pool.clone()
+            } else {
+                // Extra runs only for benchmarks whose scores are still noisy.
+                let sc = scores(&runs);
+                let noisy: Vec<&'static str> = pool
+                    .iter()
+                    .copied()
+                    .filter(|b| sc.iter().find(|s| s.benchmark == *b).is_none_or(|s| s.repeats < 2 || s.std_dev > cfg.rsd_target * s.avg))
+                    .collect();
+                if noisy.is_empty() {
+                    break;
+                }
+                noisy
+            };
+            let plan = planner.next_run(cfg.seconds, &pool_now);
+            let mut run = sb.start_run()?;
+            let mut segs = Vec::new();
+            for seg in &plan {
+                progress(Progress { run: runs.len() + 1, of: cfg.runs, benchmark: &seg.benchmark });
+                match run_segment(&mut run, seg, &sb.scratch(), &yaml) {
+                    Ok(s) => segs.push(s),
+                    Err(e) => {
+                        let _ = run.finish();
+                        return Err(e);
+                    }
+                }
+            }
+            let usage = run.usage();
+            let samples = run.samples();
+            run.finish()?;
+            runs.push(RunRecord { segments: segs, usage, samples });
+        }
+        Ok(())
+    })();
+    let closed = sb.close();
+    result?;
+    closed?;
+    let price_of = |b: &str| cfg.price_of(b);
+    let s: Vec<f64> = runs.iter().map(|r| r.price(cfg.price_per_second, &price_of)).collect();
+    let mut rec = CalibrationRecord {
+        version: CalibrationRecord::VERSION,
+        fingerprint: fingerprint(),
+        time_unix_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        seed: cfg.seed,
+        seconds: cfg.seconds,
+        price_per_second: cfg.price_per_second,
+        benchmark_prices: cfg.benchmark_prices.clone(),
+        runs,
+        s,
+        fit: fit::Fit { rates: vec![], singular_values: vec![], rank: 0, unmoved: vec![], residual: 0.0, loo_errors: vec![] },
+        clamped: vec![],
+        rates: Rates::zero(),
+        scores: vec![],
+        elapsed_s: 0.0,
+    };
+    let (f, clamped) = fit_nonneg(&rec.v(), &Array1::from(rec.s.clone()), cfg.threshold).context("fit rates")?;
+    let mut r = [0.0; UsageVector::LEN];
+    for (i, x) in f.rates.iter().enumerate() {
+        r[i] = x.max(0.0);
+    }
+    rec.rates = Rates::from_base_per_unit(&r).context("fitted rates")?;
+    rec.fit = f;
+    rec.clamped = clamped;
+    rec.scores = scores(&rec.runs);
+    rec.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(rec)
+}
