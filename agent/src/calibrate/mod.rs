@@ -44,17 +44,18 @@ pub struct Config {
 }
 
 impl Config {
-    /// Quick mode: 6 runs of 2 s (under 20 s on a 2-core machine).
+    /// Quick mode: 10 runs of 1.4 s (under 20 s on a 2-core machine): one
+    /// more run than fitted components, so leave-one-out still means something.
     pub fn quick() -> Config {
-        Config { seconds: 2.0, runs: 6, max_runs: 6, ..Config::full() }
+        Config { seconds: 1.4, runs: 10, max_runs: 10, ..Config::full() }
     }
 
-    /// Full mode: 14 runs of 4 s, up to 18 while scores are noisy (under 90 s).
+    /// Full mode: 20 runs of 3 s, up to 24 while scores are noisy (under 90 s).
     pub fn full() -> Config {
         Config {
-            seconds: 4.0,
-            runs: 14,
-            max_runs: 18,
+            seconds: 3.0,
+            runs: 20,
+            max_runs: 24,
             rsd_target: 0.035,
             price_per_second: Amount(100_000),
             benchmark_prices: BTreeMap::new(),
@@ -253,6 +254,52 @@ pub fn fingerprint() -> Fingerprint {
     Fingerprint { cpu_model: cpu_model.chars().take(CalibrationSummary::MAX_STR).collect(), cores, memory_bytes, disks }
 }
 
+/// Set by SIGINT, SIGTERM or SIGHUP while a calibration runs.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Catches SIGINT, SIGTERM and SIGHUP while alive, so an interrupted
+/// calibration still removes what it made; restores the old handlers on drop.
+struct SignalGuard(Vec<(libc::c_int, libc::sigaction)>);
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut old = Vec::new();
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: sigaction(2) with a handler that only stores an atomic.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as *const () as usize;
+                let mut prev: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &sa, &mut prev) == 0 {
+                    old.push((sig, prev));
+                }
+            }
+        }
+        SignalGuard(old)
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.0 {
+            // SAFETY: restores the handler saved by install.
+            unsafe { libc::sigaction(*sig, prev, std::ptr::null_mut()) };
+        }
+    }
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        bail!("calibration interrupted by a signal (everything it made was removed)");
+    }
+    Ok(())
+}
+
 /// Runs one segment in `run`; returns its record.
 fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path::Path, yaml: &std::path::Path) -> Result<SegmentRecord> {
     let b = bench::by_name(&seg.benchmark).with_context(|| format!("unknown benchmark {}", seg.benchmark))?;
@@ -267,6 +314,9 @@ fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path
         }
         std::thread::sleep((end - now).min(Duration::from_millis(100)));
         run.sample();
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
         if let Some(st) = child.try_wait()? {
             bail!("stress-ng for {} exited early with {st}", seg.benchmark);
         }
@@ -287,6 +337,7 @@ fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path
     run.sample();
     let score = std::fs::read_to_string(yaml).ok().and_then(|y| bench::parse_metrics(&y, b.stressor)).map(|(ops, wall)| ops / wall);
     let _ = std::fs::remove_file(yaml);
+    check_interrupted()?;
     Ok(SegmentRecord { plan: seg.clone(), actual_seconds, score })
 }
 
@@ -318,29 +369,61 @@ pub fn scores(runs: &[RunRecord]) -> Vec<ScoreSummary> {
         .collect()
 }
 
-/// Fits `V`, `s` with non-negative rates: an unconstrained rate below zero
-/// fixes that component at zero and the rest are refitted (an active set,
-/// one component at a time). Returns the fit and the fixed components.
-pub fn fit_nonneg(v: &Array2<f64>, s: &Array1<f64>, threshold: f64) -> Result<(fit::Fit, Vec<String>), fit::FitError> {
+/// Components the fit leaves out by default: wall time. With the seed's
+/// default prices (`s = t 1`, every run at full load) duration alone
+/// explains every price exactly, and the fit would collapse into the
+/// Golem-style "price per second" the seed sets out to replace; the seed
+/// prices what the hardware does (procfs counters), so a container that
+/// holds memory pays through `mem_byte_seconds`, not through being alive.
+pub const NOT_FITTED: &[UsageComponent] = &[UsageComponent::WallNs];
+
+/// Fits `V`, `s` with non-negative rates, leaving the columns in `skip` at
+/// zero: an unconstrained rate below zero fixes that component at zero and
+/// the rest are refitted (an active set, one component at a time). Returns
+/// the fit (its `unmoved` names only columns that are zero in `v`) and the
+/// components fixed at zero.
+pub fn fit_nonneg(v: &Array2<f64>, s: &Array1<f64>, threshold: f64, skip: &[usize]) -> Result<(fit::Fit, Vec<String>), fit::FitError> {
     let mut vm = v.clone();
+    for &j in skip {
+        vm.column_mut(j).fill(0.0);
+    }
     let mut clamped = Vec::new();
     loop {
-        let f = fit::fit(vm.view(), s.view(), fit::FitOptions { threshold, leave_one_out: true })?;
+        let mut f = fit::fit(vm.view(), s.view(), fit::FitOptions { threshold, leave_one_out: true })?;
         let worst = f.rates.iter().enumerate().filter(|(_, r)| **r < 0.0).min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
         match worst {
             Some(i) => {
                 vm.column_mut(i).fill(0.0);
                 clamped.push(UsageComponent::ALL[i].name().to_string());
             }
-            None => return Ok((f, clamped)),
+            None => {
+                f.unmoved = (0..v.ncols()).filter(|&j| v.column(j).iter().all(|x| *x == 0.0)).collect();
+                return Ok((f, clamped));
+            }
         }
     }
+}
+
+/// (Re)computes a record's fit, clamped components and fixed-point rates
+/// from its runs and prices, at relative singular value `threshold`.
+pub fn refit(rec: &mut CalibrationRecord, threshold: f64) -> Result<()> {
+    let skip: Vec<usize> = NOT_FITTED.iter().map(|c| *c as usize).collect();
+    let (f, clamped) = fit_nonneg(&rec.v(), &Array1::from(rec.s.clone()), threshold, &skip).context("fit rates")?;
+    let mut r = [0.0; UsageVector::LEN];
+    for (i, x) in f.rates.iter().enumerate() {
+        r[i] = x.max(0.0);
+    }
+    rec.rates = Rates::from_base_per_unit(&r).context("fitted rates")?;
+    rec.fit = f;
+    rec.clamped = clamped;
+    Ok(())
 }
 
 /// Calibrates this machine. `progress` is called as each segment starts.
 /// Every cgroup, process, file and namespace made is gone when it returns.
 pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<CalibrationRecord> {
     cfg.validate()?;
+    let _signals = SignalGuard::install();
     let started = Instant::now();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let pool: Vec<&'static str> = bench::BENCHMARKS.iter().map(|b| b.name).collect();
@@ -406,14 +489,7 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
         scores: vec![],
         elapsed_s: 0.0,
     };
-    let (f, clamped) = fit_nonneg(&rec.v(), &Array1::from(rec.s.clone()), cfg.threshold).context("fit rates")?;
-    let mut r = [0.0; UsageVector::LEN];
-    for (i, x) in f.rates.iter().enumerate() {
-        r[i] = x.max(0.0);
-    }
-    rec.rates = Rates::from_base_per_unit(&r).context("fitted rates")?;
-    rec.fit = f;
-    rec.clamped = clamped;
+    refit(&mut rec, cfg.threshold)?;
     rec.scores = scores(&rec.runs);
     rec.elapsed_s = started.elapsed().as_secs_f64();
     Ok(rec)

@@ -84,7 +84,10 @@ impl Sandbox {
     pub fn create(dir: &Path) -> Result<Sandbox, SandboxError> {
         fs::create_dir_all(dir).map_err(io_err("create", dir))?;
         let mode = cgroups::detect_mode();
+        remove_stale(mode);
         let disk = Disk { image: dir.join("scratch.img"), mountpoint: dir.join("scratch") };
+        // A calibration killed outright in this directory left its disk mounted.
+        let _ = disk.destroy();
         let loop_dev = disk.create(DISK_BYTES).map_err(|e| SandboxError::Disk { path: disk.image.clone(), reason: e.to_string() })?;
         let (own_netns, netns) = match make_netns() {
             Ok(v) => v,
@@ -155,6 +158,20 @@ impl Sandbox {
 impl Drop for Sandbox {
     fn drop(&mut self) {
         let _ = self.close();
+    }
+}
+
+/// Removes the run cgroups of calibrations whose process is gone (killed
+/// outright: SIGKILL leaves no chance to clean up). Their stress-ng
+/// processes died with them (parent-death signal).
+fn remove_stale(mode: CgroupMode) {
+    for id in cgroups::list_ids(mode, CGROUP_PARENT) {
+        let pid: Option<i32> = id.strip_prefix("run-").and_then(|r| r.split('-').next()).and_then(|p| p.parse().ok());
+        // SAFETY: kill(2) with signal 0 only checks that the pid exists.
+        let alive = pid.is_some_and(|p| unsafe { libc::kill(p, 0) } == 0 || io::Error::last_os_error().raw_os_error() != Some(libc::ESRCH));
+        if !alive {
+            let _ = cgroups::remove(&CgroupPaths::new(mode, CGROUP_PARENT, &id));
+        }
     }
 }
 

@@ -115,7 +115,9 @@ pub fn print_tables(rec: &CalibrationRecord) {
     for c in UsageComponent::ALL {
         let r = rec.rates.base_per_unit(c);
         let (readable, _) = rate_line(c, r);
-        let note = if rec.fit.unmoved.contains(&(c as usize)) {
+        let note = if calibrate::NOT_FITTED.contains(&c) {
+            "  (not fitted: resources are priced, not time)"
+        } else if rec.fit.unmoved.contains(&(c as usize)) {
             "  (did not move)"
         } else if rec.clamped.iter().any(|n| n == c.name()) {
             "  (fitted negative, fixed at 0)"
@@ -159,6 +161,31 @@ pub struct BenchCalibrationArgs {
     /// Full calibrations for the rates' spread.
     #[arg(long, default_value_t = 3)]
     pub repeats: usize,
+    /// Keep the calibration records (quick.json, full-N.json) in this
+    /// directory; records already there are refitted instead of re-run.
+    #[arg(long)]
+    pub records: Option<PathBuf>,
+    /// Relative singular value threshold of the fits.
+    #[arg(long)]
+    pub threshold: Option<f64>,
+}
+
+/// Runs a calibration, or loads its record from `records/name.json`, refitted
+/// at `threshold`; saves what it ran.
+fn run_or_load(cfg: &Config, records: Option<&PathBuf>, name: &str) -> Result<CalibrationRecord> {
+    let file = records.map(|d| d.join(format!("{name}.json")));
+    if let Some(f) = file.as_ref().filter(|f| f.exists()) {
+        let mut rec: CalibrationRecord = serde_json::from_slice(&std::fs::read(f)?).with_context(|| format!("read {}", f.display()))?;
+        calibrate::refit(&mut rec, cfg.threshold)?;
+        return Ok(rec);
+    }
+    let mut noop = |_: Progress| {};
+    let rec = calibrate::calibrate(cfg, &mut noop)?;
+    if let Some(f) = file {
+        std::fs::create_dir_all(f.parent().unwrap_or(&f))?;
+        std::fs::write(&f, serde_json::to_vec(&rec)?)?;
+    }
+    Ok(rec)
 }
 
 /// The price table the hold-out figures use: per benchmark, a multiple of `t`
@@ -182,9 +209,9 @@ fn priced(rec: &CalibrationRecord, t: Amount) -> Vec<f64> {
     rec.runs.iter().map(|r| r.price(t, &price_of)).collect()
 }
 
-/// Median relative error of `fit` (on `cols` of V) predicting held-out runs.
-fn holdout(train_v: &Array2<f64>, train_s: &[f64], test_v: &Array2<f64>, test_s: &[f64]) -> Result<Vec<f64>> {
-    let (f, _) = calibrate::fit_nonneg(train_v, &Array1::from(train_s.to_vec()), 1e-3)?;
+/// Relative errors of a fit on the training runs predicting held-out runs.
+fn holdout(train_v: &Array2<f64>, train_s: &[f64], test_v: &Array2<f64>, test_s: &[f64], skip: &[usize], threshold: f64) -> Result<Vec<f64>> {
+    let (f, _) = calibrate::fit_nonneg(train_v, &Array1::from(train_s.to_vec()), threshold, skip)?;
     Ok(test_v.rows().into_iter().zip(test_s).map(|(row, s)| (f.predict(row) - s).abs() / s).collect())
 }
 
@@ -203,22 +230,23 @@ pub fn bench_calibration(args: BenchCalibrationArgs) -> Result<()> {
     if args.repeats < 2 {
         bail!("--repeats {} too small: the spread needs at least 2 calibrations", args.repeats);
     }
-    let mut noop = |_: Progress| {};
+    let threshold = args.threshold.unwrap_or(Config::full().threshold);
     let mut quick = Config::quick();
     quick.seed = clock_seed();
+    quick.threshold = threshold;
     quick.work_dir = args.dir.join("quick");
-    let t0 = Instant::now();
-    calibrate::calibrate(&quick, &mut noop)?;
-    let quick_s = t0.elapsed().as_secs_f64();
+    let quick_s = run_or_load(&quick, args.records.as_ref(), "quick")?.elapsed_s;
     let mut fulls = Vec::new();
     let mut full_s = Vec::new();
     for i in 0..args.repeats {
         let mut c = Config::full();
         c.seed = clock_seed() ^ i as u64;
+        c.threshold = threshold;
         c.work_dir = args.dir.join(format!("full-{i}"));
-        let t = Instant::now();
-        fulls.push(calibrate::calibrate(&c, &mut noop)?);
-        full_s.push(t.elapsed().as_secs_f64());
+        let rec = run_or_load(&c, args.records.as_ref(), &format!("full-{i}"))?;
+        full_s.push(rec.elapsed_s);
+        eprintln!("full {i}: {} runs, rank {}, loo {:.4}, clamped {:?}", rec.runs.len(), rec.fit.rank, rec.fit.loo_median(), rec.clamped);
+        fulls.push(rec);
     }
     let _ = std::fs::remove_dir(&args.dir);
     println!("calibration quick_s={quick_s:.1} full_s={:.1}", full_s.iter().sum::<f64>() / full_s.len() as f64);
@@ -243,6 +271,7 @@ pub fn bench_calibration(args: BenchCalibrationArgs) -> Result<()> {
     // every other calibration's runs; same for the baseline.
     let t = Config::full().price_per_second;
     let (mut errs, mut base_errs) = (Vec::new(), Vec::new());
+    let skip: Vec<usize> = calibrate::NOT_FITTED.iter().map(|c| *c as usize).collect();
     for (i, train) in fulls.iter().enumerate() {
         let (tv, ts) = (train.v(), priced(train, t));
         for (j, test) in fulls.iter().enumerate() {
@@ -250,8 +279,8 @@ pub fn bench_calibration(args: BenchCalibrationArgs) -> Result<()> {
                 continue;
             }
             let (xv, xs) = (test.v(), priced(test, t));
-            errs.extend(holdout(&tv, &ts, &xv, &xs)?);
-            base_errs.extend(holdout(&baseline_v(&tv), &ts, &baseline_v(&xv), &xs)?);
+            errs.extend(holdout(&tv, &ts, &xv, &xs, &skip, threshold)?);
+            base_errs.extend(holdout(&baseline_v(&tv), &ts, &baseline_v(&xv), &xs, &[], threshold)?);
         }
     }
     println!("calibration holdout_err={:.4}", fit::median(&errs));
