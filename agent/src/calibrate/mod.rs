@@ -33,6 +33,8 @@ pub struct Config {
     pub price_per_second: Amount,
     /// Per-benchmark prices per second, replacing `t` for those benchmarks.
     pub benchmark_prices: BTreeMap<String, Amount>,
+    /// What a second of a benchmark is: wall time, or full-load work.
+    pub price_basis: PriceBasis,
     /// Seed of the random run parameters (recorded).
     pub seed: u64,
     /// Relative singular value threshold of the fit.
@@ -59,6 +61,7 @@ impl Config {
             rsd_target: 0.035,
             price_per_second: Amount(100_000),
             benchmark_prices: BTreeMap::new(),
+            price_basis: PriceBasis::Work,
             seed: 0,
             threshold: 1e-3,
             min_segment_s: 0.5,
@@ -100,6 +103,20 @@ impl Config {
     }
 }
 
+/// How a run's seconds are counted when it is priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceBasis {
+    /// Seconds of the machine the run had: wall seconds times the share of
+    /// the machine's cpu that other processes' user time left free during
+    /// the segment. On an idle machine this is wall time;
+    /// on a busy one a run is not charged for the part someone else held.
+    #[default]
+    Work,
+    /// Wall-clock seconds: `s = t T` literally.
+    Wall,
+}
+
 /// A segment as it ran.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SegmentRecord {
@@ -110,6 +127,9 @@ pub struct SegmentRecord {
     pub actual_seconds: f64,
     /// Throughput, bogo ops per second (none if stress-ng reported nothing).
     pub score: Option<f64>,
+    /// Share of the machine's cpu not taken by other processes, 0..=1.
+    #[serde(default)]
+    pub available_share: Option<f64>,
 }
 
 /// One run: its parameters, usage and price.
@@ -139,16 +159,29 @@ impl RunRecord {
         r
     }
 
-    /// The run's price per second under `price_of` (base units): each
-    /// segment at its benchmark's price for its measured length, the gaps
-    /// between segments at `t`, over the run's length. With one price `t`
-    /// this is `t` (the seed's `s = t 1`).
-    pub fn price(&self, t: Amount, price_of: &dyn Fn(&str) -> Amount) -> f64 {
+    /// The run's price per second (base units): each segment at its
+    /// benchmark's price for its length (wall seconds, or the seconds of
+    /// the machine had free, see [`PriceBasis`]), the gaps between segments at `t` on the
+    /// wall basis and free on the work basis, over the run's length. With
+    /// one price `t` on an idle machine this is `t` (the seed's `s = t 1`).
+    pub fn price(&self, t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis) -> f64 {
         let total = self.seconds().max(1e-9);
-        let seg: f64 = self.segments.iter().map(|s| s.actual_seconds).sum();
-        let priced: f64 = self.segments.iter().map(|s| price_of(&s.plan.benchmark).0 as f64 * s.actual_seconds).sum();
-        (priced + t.0 as f64 * (total - seg).max(0.0)) / total
+        let seconds_of = |s: &SegmentRecord| match basis {
+            PriceBasis::Work => s.actual_seconds * s.available_share.unwrap_or(1.0),
+            PriceBasis::Wall => s.actual_seconds,
+        };
+        let priced: f64 = self.segments.iter().map(|s| price_of(&s.plan.benchmark).0 as f64 * seconds_of(s)).sum();
+        let gaps = match basis {
+            PriceBasis::Wall => t.0 as f64 * (total - self.segments.iter().map(|s| s.actual_seconds).sum::<f64>()).max(0.0),
+            PriceBasis::Work => 0.0,
+        };
+        (priced + gaps) / total
     }
+}
+
+/// Prices per second of every run of `runs` (`s`).
+pub fn prices(runs: &[RunRecord], t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis) -> Vec<f64> {
+    runs.iter().map(|r| r.price(t, price_of, basis)).collect()
 }
 
 /// Everything a calibration measured and fitted.
@@ -168,6 +201,9 @@ pub struct CalibrationRecord {
     pub price_per_second: Amount,
     /// Per-benchmark prices, base units per second.
     pub benchmark_prices: BTreeMap<String, Amount>,
+    /// How run seconds were counted.
+    #[serde(default)]
+    pub price_basis: PriceBasis,
     /// The runs (rows of `V` are their usage per second).
     pub runs: Vec<RunRecord>,
     /// `s`: price per second of each run, base units.
@@ -304,6 +340,8 @@ fn check_interrupted() -> Result<()> {
 fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path::Path, yaml: &std::path::Path) -> Result<SegmentRecord> {
     let b = bench::by_name(&seg.benchmark).with_context(|| format!("unknown benchmark {}", seg.benchmark))?;
     let _ = std::fs::remove_file(yaml);
+    run.sample();
+    let (t0, busy0, ours0) = run.cpu_mark();
     let start = Instant::now();
     let mut child = run.spawn(&mut bench::command(b, seg.workers, scratch, yaml)).context("start stress-ng (is it installed? apt-get install stress-ng)")?;
     let end = start + Duration::from_secs_f64(seg.seconds);
@@ -335,10 +373,14 @@ fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path
     }
     let actual_seconds = start.elapsed().as_secs_f64();
     run.sample();
+    let (t1, busy1, ours1) = run.cpu_mark();
+    let capacity = t1.duration_since(t0).as_nanos() as f64 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let foreign = busy1.saturating_sub(busy0).saturating_sub(ours1.saturating_sub(ours0)) as f64;
+    let available_share = (capacity > 0.0).then(|| (1.0 - foreign / capacity).clamp(0.05, 1.0));
     let score = std::fs::read_to_string(yaml).ok().and_then(|y| bench::parse_metrics(&y, b.stressor)).map(|(ops, wall)| ops / wall);
     let _ = std::fs::remove_file(yaml);
     check_interrupted()?;
-    Ok(SegmentRecord { plan: seg.clone(), actual_seconds, score })
+    Ok(SegmentRecord { plan: seg.clone(), actual_seconds, score, available_share })
 }
 
 /// Score statistics per benchmark from the runs so far.
@@ -404,9 +446,12 @@ pub fn fit_nonneg(v: &Array2<f64>, s: &Array1<f64>, threshold: f64, skip: &[usiz
     }
 }
 
-/// (Re)computes a record's fit, clamped components and fixed-point rates
+/// (Re)computes a record's prices `s`, fit, clamped components and fixed-point rates
 /// from its runs and prices, at relative singular value `threshold`.
 pub fn refit(rec: &mut CalibrationRecord, threshold: f64) -> Result<()> {
+    let table = rec.benchmark_prices.clone();
+    let t = rec.price_per_second;
+    rec.s = prices(&rec.runs, t, &|b| table.get(b).copied().unwrap_or(t), rec.price_basis);
     let skip: Vec<usize> = NOT_FITTED.iter().map(|c| *c as usize).collect();
     let (f, clamped) = fit_nonneg(&rec.v(), &Array1::from(rec.s.clone()), threshold, &skip).context("fit rates")?;
     let mut r = [0.0; UsageVector::LEN];
@@ -471,8 +516,6 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
     let closed = sb.close();
     result?;
     closed?;
-    let price_of = |b: &str| cfg.price_of(b);
-    let s: Vec<f64> = runs.iter().map(|r| r.price(cfg.price_per_second, &price_of)).collect();
     let mut rec = CalibrationRecord {
         version: CalibrationRecord::VERSION,
         fingerprint: fingerprint(),
@@ -481,8 +524,9 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
         seconds: cfg.seconds,
         price_per_second: cfg.price_per_second,
         benchmark_prices: cfg.benchmark_prices.clone(),
+        price_basis: cfg.price_basis,
         runs,
-        s,
+        s: vec![],
         fit: fit::Fit { rates: vec![], singular_values: vec![], rank: 0, unmoved: vec![], residual: 0.0, loo_errors: vec![] },
         clamped: vec![],
         rates: Rates::zero(),

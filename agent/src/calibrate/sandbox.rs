@@ -63,6 +63,23 @@ struct Raw {
     memory_bytes: u64,
     disk: [u64; 4],
     net: [u64; 2],
+    /// User cpu time of the whole machine (every process), ns.
+    machine_user_ns: u64,
+}
+
+/// User cpu time (user + nice) of the whole machine from /proc/stat, ns.
+/// User time only: kernel threads working for a run (loop device io,
+/// network softirqs) are system time and must not count as someone else's.
+fn machine_user_ns() -> u64 {
+    let s = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(l) = s.lines().next() else { return 0 };
+    let f: Vec<u64> = l.split_whitespace().skip(1).map(|v| v.parse().unwrap_or(0)).collect();
+    if f.len() < 8 {
+        return 0;
+    }
+    // SAFETY: sysconf(3) has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    (f[0] + f[1]) * (1_000_000_000 / hz)
 }
 
 /// The scratch disk, the network namespace and the cgroup parent shared by
@@ -288,6 +305,7 @@ impl Run {
             memory_bytes: c.memory_bytes,
             disk: [d.read_bytes, d.write_bytes, d.read_ops, d.write_ops],
             net: netns_lo_bytes(&self.netns, &self.own_netns),
+            machine_user_ns: machine_user_ns(),
         }
     }
 
@@ -325,6 +343,12 @@ impl Run {
         self.mem_acc += (self.last.memory_bytes as u128 + now.memory_bytes as u128) * dt / 2;
         self.last = now;
         self.samples += 1;
+    }
+
+    /// At the latest sample: (instant, user cpu ns of the whole machine,
+    /// user cpu ns of this run), to tell how much other processes took.
+    pub fn cpu_mark(&self) -> (Instant, u64, u64) {
+        (self.last.at.unwrap_or_else(Instant::now), self.last.machine_user_ns, self.last.cpu_user_ns)
     }
 
     /// Samples taken so far.

@@ -31,6 +31,9 @@ pub struct CalibrateArgs {
     /// A benchmark's own price per second, XEN: NAME=PRICE (repeatable).
     #[arg(long = "benchmark-price", value_name = "NAME=XEN")]
     pub benchmark_prices: Vec<String>,
+    /// How run seconds are priced: full-load work (default) or wall time.
+    #[arg(long, value_enum, default_value_t = calibrate::PriceBasis::Work)]
+    pub price_basis: calibrate::PriceBasis,
     /// Seed of the random run parameters (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
@@ -65,6 +68,7 @@ impl CalibrateArgs {
             let p = Amount::parse_xen(p).map_err(|e| anyhow::anyhow!("--benchmark-price {n}: {e}"))?;
             c.benchmark_prices.insert(n.to_string(), p);
         }
+        c.price_basis = self.price_basis;
         c.seed = self.seed.unwrap_or_else(clock_seed);
         c.work_dir = self.state_dir.join(format!("calibrate-{}", std::process::id()));
         c.validate()?;
@@ -104,7 +108,7 @@ fn rate_line(c: UsageComponent, base_per_unit: f64) -> (String, String) {
 
 /// Prints the benchmark table and the rates.
 pub fn print_tables(rec: &CalibrationRecord) {
-    println!("calibration: {} runs of {:.1} s, seed {}, {:.1} s in all, price {}/s", rec.runs.len(), rec.seconds, rec.seed, rec.elapsed_s, rec.price_per_second);
+    println!("calibration: {} runs of {:.1} s, seed {}, {:.1} s in all, price {}/s ({:?} basis)", rec.runs.len(), rec.seconds, rec.seed, rec.elapsed_s, rec.price_per_second, rec.price_basis);
     println!();
     println!("{:<14} {:>7} {:>14} {:>14} {:>14} {:>10} {:>6}", "benchmark", "repeats", "min", "avg", "max", "std dev", "rsd%");
     for s in &rec.scores {
@@ -206,7 +210,7 @@ pub const BENCH_PRICE_MULTIPLES: &[(&str, u64)] = &[
 fn priced(rec: &CalibrationRecord, t: Amount) -> Vec<f64> {
     let table: BTreeMap<&str, u64> = BENCH_PRICE_MULTIPLES.iter().copied().collect();
     let price_of = |b: &str| Amount(t.0 * table.get(b).copied().unwrap_or(10) / 10);
-    rec.runs.iter().map(|r| r.price(t, &price_of)).collect()
+    calibrate::prices(&rec.runs, t, &price_of, rec.price_basis)
 }
 
 /// Relative errors of a fit on the training runs predicting held-out runs.
@@ -279,8 +283,11 @@ pub fn bench_calibration(args: BenchCalibrationArgs) -> Result<()> {
                 continue;
             }
             let (xv, xs) = (test.v(), priced(test, t));
-            errs.extend(holdout(&tv, &ts, &xv, &xs, &skip, threshold)?);
-            base_errs.extend(holdout(&baseline_v(&tv), &ts, &baseline_v(&xv), &xs, &[], threshold)?);
+            let e = holdout(&tv, &ts, &xv, &xs, &skip, threshold)?;
+            let be = holdout(&baseline_v(&tv), &ts, &baseline_v(&xv), &xs, &[], threshold)?;
+            eprintln!("hold-out fit on full {i}, priced full {j}: median error {:.4}, baseline {:.4}", fit::median(&e), fit::median(&be));
+            errs.extend(e);
+            base_errs.extend(be);
         }
     }
     println!("calibration holdout_err={:.4}", fit::median(&errs));
