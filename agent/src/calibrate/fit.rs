@@ -107,7 +107,7 @@ pub struct FitOptions {
 
 impl Default for FitOptions {
     fn default() -> Self {
-        Self { threshold: 1e-3, leave_one_out: true }
+        Self { threshold: 0.05, leave_one_out: true }
     }
 }
 

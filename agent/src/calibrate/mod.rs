@@ -63,7 +63,7 @@ impl Config {
             benchmark_prices: BTreeMap::new(),
             price_basis: PriceBasis::Work,
             seed: 0,
-            threshold: 1e-3,
+            threshold: 0.05,
             min_segment_s: 0.5,
             work_dir: PathBuf::from("/var/lib/zennet/calibrate"),
         }

@@ -264,6 +264,7 @@ pub fn bench_calibration(args: BenchCalibrationArgs) -> Result<()> {
             continue;
         }
         let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt();
+        eprintln!("rate spread {:<18} cv {:.4}  (mean {mean:.4e} base/{})", c.name(), sd / mean, c.unit());
         if sd / mean > cv_max {
             cv_max = sd / mean;
             worst = c.name();
