@@ -70,6 +70,11 @@ impl Rates {
         Ok(out)
     }
 
+    /// Every rate in base units per unit, in component order.
+    pub fn base_per_unit_all(&self) -> Vec<f64> {
+        UsageComponent::ALL.iter().map(|c| self.base_per_unit(*c)).collect()
+    }
+
     /// The rate of one component in base units per unit (for display and fits).
     pub fn base_per_unit(&self, c: UsageComponent) -> f64 {
         self.pico_per_unit[c as usize] as f64 / PICO_PER_BASE as f64

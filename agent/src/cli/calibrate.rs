@@ -115,7 +115,7 @@ pub fn print_tables(rec: &CalibrationRecord) {
         println!("{:<14} {:>7} {:>14.1} {:>14.1} {:>14.1} {:>10.1} {:>6.2}  {}", s.benchmark, s.repeats, s.min, s.avg, s.max, s.std_dev, 100.0 * s.std_dev / s.avg.max(1e-12), s.unit);
     }
     println!();
-    println!("{:<18} {:>24} {:>26}  {}", "component", "rate", "", "pico-base per unit");
+    println!("{:<18} {:>28} {:>16}  {}", "component", "rate", "fixed point", "unit");
     for c in UsageComponent::ALL {
         let r = rec.rates.base_per_unit(c);
         let (readable, _) = rate_line(c, r);
@@ -128,7 +128,7 @@ pub fn print_tables(rec: &CalibrationRecord) {
         } else {
             ""
         };
-        println!("{:<18} {:>24} {:>26}  {}/{}{note}", c.name(), readable, rec.rates.pico_per_unit[c as usize], "pico", c.unit());
+        println!("{:<18} {:>28} {:>16}  pico-base/{}{note}", c.name(), readable, rec.rates.pico_per_unit[c as usize], c.unit());
     }
     println!();
     let sv: Vec<String> = rec.fit.singular_values.iter().map(|x| format!("{x:.3e}")).collect();
@@ -229,6 +229,25 @@ fn baseline_v(v: &Array2<f64>) -> Array2<f64> {
     b
 }
 
+/// Coefficient of variation of each component's rate over calibrations
+/// (printed on stderr); returns the largest and its component.
+fn rate_spread(rates: &[Vec<f64>], label: &str) -> (f64, &'static str) {
+    let mut worst = (0.0f64, "");
+    for c in UsageComponent::ALL {
+        let xs: Vec<f64> = rates.iter().map(|r| r[c as usize].max(0.0)).collect();
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        if mean <= 0.0 {
+            continue;
+        }
+        let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt();
+        eprintln!("rate spread{label} {:<18} cv {:.4}  (mean {mean:.4e} base/{})", c.name(), sd / mean, c.unit());
+        if sd / mean > worst.0 {
+            worst = (sd / mean, c.name());
+        }
+    }
+    worst
+}
+
 /// `zennet-agent bench-calibration`: one line per figure.
 pub fn bench_calibration(args: BenchCalibrationArgs) -> Result<()> {
     if args.repeats < 2 {
@@ -254,29 +273,23 @@ pub fn bench_calibration(args: BenchCalibrationArgs) -> Result<()> {
     }
     let _ = std::fs::remove_dir(&args.dir);
     println!("calibration quick_s={quick_s:.1} full_s={:.1}", full_s.iter().sum::<f64>() / full_s.len() as f64);
-    // Spread of each rate over the full calibrations (default prices).
-    let mut cv_max = 0.0f64;
-    let mut worst = "";
-    for c in UsageComponent::ALL {
-        let xs: Vec<f64> = fulls.iter().map(|r| r.rates.base_per_unit(c)).collect();
-        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
-        if mean <= 0.0 {
-            continue;
-        }
-        let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt();
-        eprintln!("rate spread {:<18} cv {:.4}  (mean {mean:.4e} base/{})", c.name(), sd / mean, c.unit());
-        if sd / mean > cv_max {
-            cv_max = sd / mean;
-            worst = c.name();
-        }
-    }
+    // Spread of each rate over the full calibrations (default prices); on
+    // stderr also the spread under the per-benchmark price table.
+    let (cv_max, worst) = rate_spread(&fulls.iter().map(|r| r.rates.base_per_unit_all()).collect::<Vec<_>>(), "");
     eprintln!("largest rate spread: {worst}");
     println!("calibration rate_cv_max={cv_max:.4}");
+    let t = Config::full().price_per_second;
+    let skip: Vec<usize> = calibrate::NOT_FITTED.iter().map(|c| *c as usize).collect();
+    let mut table_rates = Vec::new();
+    for r in &fulls {
+        let (f, _) = calibrate::fit_nonneg(&r.v(), &Array1::from(priced(r, t)), threshold, &skip)?;
+        table_rates.push(f.rates);
+    }
+    let (cv_table, worst_table) = rate_spread(&table_rates, " (price table)");
+    eprintln!("largest rate spread under the price table: {worst_table} cv {cv_table:.4}");
     // Hold-out: per-benchmark prices; fit on one calibration's runs, predict
     // every other calibration's runs; same for the baseline.
-    let t = Config::full().price_per_second;
     let (mut errs, mut base_errs) = (Vec::new(), Vec::new());
-    let skip: Vec<usize> = calibrate::NOT_FITTED.iter().map(|c| *c as usize).collect();
     for (i, train) in fulls.iter().enumerate() {
         let (tv, ts) = (train.v(), priced(train, t));
         for (j, test) in fulls.iter().enumerate() {
