@@ -1,5 +1,5 @@
-//! The agent's subcommands that are more than wiring: `run`, `demo` and
-//! `bench-containers`. Each builds an [`EngineConfig`] from its arguments.
+//! The agent's subcommands that are more than wiring: `run`, `demo`,
+//! `bench-containers`, `calibrate` and `bench-calibration`. Each builds an [`EngineConfig`] from its arguments.
 
 use crate::containers::{network::NetConfig, EngineConfig, Engine};
 use anyhow::{Context, Result};
@@ -8,7 +8,9 @@ use std::path::PathBuf;
 use zennet_protocol::spec::Capacity;
 
 mod bench;
+mod calibrate;
 pub use bench::{bench_containers, BenchArgs};
+pub use calibrate::{bench_calibration, calibrate, BenchCalibrationArgs, CalibrateArgs};
 
 /// Options shared by `run` and `demo`.
 #[derive(Args, Debug, Clone)]
@@ -28,11 +30,15 @@ pub struct RunArgs {
     /// Largest container sold, disk in MiB.
     #[arg(long, default_value_t = 8192)]
     pub max_disk_mib: u64,
+    /// Calibrate before serving when there is no calibration record, the
+    /// hardware changed, or the latest record is older than this many seconds.
+    #[arg(long, value_name = "SECONDS")]
+    pub calibrate_max_age: Option<u64>,
 }
 
 impl Default for RunArgs {
     fn default() -> Self {
-        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192 }
+        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None }
     }
 }
 
@@ -67,9 +73,32 @@ impl RunArgs {
     }
 }
 
+/// Calibrates (full mode, default price) if `--calibrate-max-age` is set and
+/// the store says so. Runs before the zygote fork: no thread is started.
+/// A failed calibration is reported and the agent serves on without rates.
+fn calibrate_if_needed(args: &RunArgs) -> Result<()> {
+    let Some(age) = args.calibrate_max_age else { return Ok(()) };
+    let store = crate::store::Store::open(&crate::store::Store::path_in(&args.state_dir))?;
+    let fp = crate::calibrate::fingerprint();
+    let Some(why) = crate::store::needs_calibration(&store, &fp, std::time::Duration::from_secs(age)) else { return Ok(()) };
+    eprintln!("zennet-agent: calibrating this machine ({why:?})");
+    let mut cfg = crate::calibrate::Config::full();
+    cfg.seed = calibrate::clock_seed();
+    cfg.work_dir = args.state_dir.join("calibrate");
+    match crate::calibrate::calibrate(&cfg, &mut |_| {}) {
+        Ok(rec) => {
+            store.put_calibration(&rec)?;
+            eprintln!("zennet-agent: calibrated in {:.1} s, rank {}", rec.elapsed_s, rec.fit.rank);
+        }
+        Err(e) => eprintln!("zennet-agent: calibration failed, serving without rates: {e:#}"),
+    }
+    Ok(())
+}
+
 /// `zennet-agent run`: forks the engine's zygote, then serves until SIGTERM/SIGINT.
 pub fn run(args: RunArgs) -> Result<()> {
     args.ensure_busybox_base()?;
+    calibrate_if_needed(&args)?;
     let cfg = args.engine_config();
     let networked = cfg.network.is_some();
     let (engine, network) = match Engine::fork(cfg.clone()) {

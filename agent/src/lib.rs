@@ -5,9 +5,14 @@
 //! - [`containers`]: the container engine (youki's libcontainer in a
 //!   single-threaded zygote, cgroup limits, overlay root with a disk quota,
 //!   network isolation, usage counters, crash recovery).
+//! - [`calibrate`]: canonical benchmarks in cgroups of their own and the
+//!   seed's pseudoinverse fit of per-component rates.
+//! - [`store`]: the agent's redb database (calibration records).
 //!
-//! Later issues add `calibrate`, `meter`, `market`, `pay`, `ssh`, `store`
-//! and `api` beside it. `main.rs` only wires these together.
+//! Later issues add `meter`, `market`, `pay`, `ssh` and `api` beside them.
+//! `main.rs` only wires these together.
 
+pub mod calibrate;
 pub mod cli;
 pub mod containers;
+pub mod store;

@@ -37,6 +37,11 @@ enum Cmd {
     Demo(cli::RunArgs),
     /// Measure the container engine against runc and crun (one line per figure).
     BenchContainers(cli::BenchArgs),
+    /// Benchmark this machine and fit per-component rates from its price.
+    Calibrate(cli::CalibrateArgs),
+    /// Measure calibration: durations, rate spread, hold-out error (one line per figure).
+    #[command(hide = true)]
+    BenchCalibration(cli::BenchCalibrationArgs),
     /// Internal: the container engine's zygote (spawned by the agent).
     #[command(hide = true)]
     Zygote,
@@ -64,5 +69,7 @@ fn main() -> Result<()> {
         Cmd::Run(a) => cli::run(a),
         Cmd::Demo(a) => cli::demo(a),
         Cmd::BenchContainers(a) => cli::bench_containers(a),
+        Cmd::Calibrate(a) => cli::calibrate(a),
+        Cmd::BenchCalibration(a) => cli::bench_calibration(a),
     }
 }

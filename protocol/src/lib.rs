@@ -3,7 +3,8 @@
 //! The vocabulary that every Zennet crate shares and nothing else: money
 //! ([`money::Amount`], integer base units, never floats), the cumulative
 //! [`usage::UsageVector`] a provider meters and a publisher pays for, the
-//! [`spec::ContainerSpec`] a contract asks a provider to run, and XenCoin's
+//! [`pricing`] (per-component rates, the integer cost of usage, the
+//! calibration summary in an offer), the [`spec::ContainerSpec`] a contract asks a provider to run, and XenCoin's
 //! [`keys`] (secp256k1, `xen1...` addresses), [`tx`] (transactions and their
 //! canonical signed encoding) and [`voucher`] (payment-channel vouchers).
 //!
@@ -12,11 +13,13 @@
 
 pub mod keys;
 pub mod money;
+pub mod pricing;
 pub mod spec;
 pub mod tx;
 pub mod usage;
 pub mod voucher;
 
 pub use money::Amount;
+pub use pricing::{cost, CalibrationSummary, Rates};
 pub use spec::{ContainerSpec, SpecError};
 pub use usage::{UsageComponent, UsageVector};

@@ -1,0 +1,540 @@
+//! Calibration: the seed's Algorithm 1 on this machine. Runs the canonical
+//! benchmarks ([`bench`]) with seeded random mixes, each run in its own
+//! cgroup ([`sandbox`]) for `T` seconds, samples the usage vector, and fits
+//! per-component rates `r = s V+` ([`fit`]). Owns the [`CalibrationRecord`]
+//! (everything measured: `V`, `s`, `r`, singular values, residual,
+//! leave-one-out errors, scores) and the hardware [`fingerprint`].
+
+pub mod bench;
+pub mod fit;
+pub mod sandbox;
+
+use anyhow::{bail, Context, Result};
+use ndarray::{Array1, Array2};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+use zennet_protocol::pricing::{Fingerprint, ScoreSummary};
+use zennet_protocol::{Amount, CalibrationSummary, Rates, UsageComponent, UsageVector};
+
+/// How to calibrate.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// Length of one run, seconds (`T`).
+    pub seconds: f64,
+    /// Runs always made (`N`).
+    pub runs: usize,
+    /// Cap on runs when scores are still noisy.
+    pub max_runs: usize,
+    /// Scores are repeated until their relative std dev is below this.
+    pub rsd_target: f64,
+    /// The provider's price for the whole machine per second (`t`).
+    pub price_per_second: Amount,
+    /// Per-benchmark prices per second, replacing `t` for those benchmarks.
+    pub benchmark_prices: BTreeMap<String, Amount>,
+    /// What a second of a benchmark is: wall time, or full-load work.
+    pub price_basis: PriceBasis,
+    /// Seed of the random run parameters (recorded).
+    pub seed: u64,
+    /// Relative singular value threshold of the fit.
+    pub threshold: f64,
+    /// Shortest segment of a run, seconds.
+    pub min_segment_s: f64,
+    /// Scratch directory (created and removed).
+    pub work_dir: PathBuf,
+}
+
+impl Config {
+    /// Quick mode: 10 runs of 1.4 s (under 20 s on a 2-core machine): one
+    /// more run than fitted components, so leave-one-out still means something.
+    pub fn quick() -> Config {
+        Config { seconds: 1.4, runs: 10, max_runs: 10, ..Config::full() }
+    }
+
+    /// Full mode: 20 runs of 3 s, up to 24 while scores are noisy (under 90 s).
+    pub fn full() -> Config {
+        Config {
+            seconds: 3.0,
+            runs: 20,
+            max_runs: 24,
+            rsd_target: 0.035,
+            price_per_second: Amount(100_000),
+            benchmark_prices: BTreeMap::new(),
+            price_basis: PriceBasis::Work,
+            seed: 0,
+            threshold: 0.05,
+            min_segment_s: 0.5,
+            work_dir: PathBuf::from("/var/lib/zennet/calibrate"),
+        }
+    }
+
+    /// Checks every option, naming the bad one.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.seconds.is_finite() && (0.5..=600.0).contains(&self.seconds)) {
+            bail!("--seconds {} out of range: a run lasts 0.5..=600 s", self.seconds);
+        }
+        if self.runs == 0 || self.runs > 1000 {
+            bail!("--runs {} out of range: 1..=1000", self.runs);
+        }
+        if self.max_runs < self.runs || self.max_runs > 1000 {
+            bail!("run cap {} must be between --runs ({}) and 1000", self.max_runs, self.runs);
+        }
+        if self.price_per_second == Amount::ZERO {
+            bail!("--price-per-second must be above zero");
+        }
+        for (b, p) in &self.benchmark_prices {
+            if bench::by_name(b).is_none() {
+                bail!("unknown benchmark {b:?} in a per-benchmark price; known: {}", bench::BENCHMARKS.iter().map(|b| b.name).collect::<Vec<_>>().join(", "));
+            }
+            if *p == Amount::ZERO {
+                bail!("price of benchmark {b} must be above zero");
+            }
+        }
+        if !(self.threshold > 0.0 && self.threshold < 1.0) {
+            bail!("singular value threshold {} must be in (0, 1)", self.threshold);
+        }
+        Ok(())
+    }
+
+    /// Price per second of one benchmark, base units.
+    pub fn price_of(&self, benchmark: &str) -> Amount {
+        self.benchmark_prices.get(benchmark).copied().unwrap_or(self.price_per_second)
+    }
+}
+
+/// How a run's seconds are counted when it is priced.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "snake_case")]
+pub enum PriceBasis {
+    /// Seconds of the machine the run had: wall seconds times the share of
+    /// the machine's cpu that other processes' user time left free during
+    /// the segment. On an idle machine this is wall time;
+    /// on a busy one a run is not charged for the part someone else held.
+    #[default]
+    Work,
+    /// Wall-clock seconds: `s = t T` literally.
+    Wall,
+}
+
+/// A segment as it ran.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SegmentRecord {
+    /// The planned parameters.
+    #[serde(flatten)]
+    pub plan: bench::Segment,
+    /// Measured length, from spawn to exit, seconds.
+    pub actual_seconds: f64,
+    /// Throughput, bogo ops per second (none if stress-ng reported nothing).
+    pub score: Option<f64>,
+    /// Share of the machine's cpu not taken by other processes, 0..=1.
+    #[serde(default)]
+    pub available_share: Option<f64>,
+}
+
+/// One run: its parameters, usage and price.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// The segments, in order.
+    pub segments: Vec<SegmentRecord>,
+    /// Usage over the run (same components and units as a container's).
+    pub usage: UsageVector,
+    /// Samples taken.
+    pub samples: u32,
+}
+
+impl RunRecord {
+    /// Measured length, seconds.
+    pub fn seconds(&self) -> f64 {
+        self.usage.get(UsageComponent::WallNs) as f64 / 1e9
+    }
+
+    /// The row of `V`: usage per second.
+    pub fn row(&self) -> [f64; UsageVector::LEN] {
+        let t = self.seconds().max(1e-9);
+        let mut r = [0.0; UsageVector::LEN];
+        for (i, v) in self.usage.counters.iter().enumerate() {
+            r[i] = *v as f64 / t;
+        }
+        r
+    }
+
+    /// The run's price per second (base units): each segment at its
+    /// benchmark's price for its length (wall seconds, or the seconds of
+    /// the machine had free, see [`PriceBasis`]), the gaps between segments at `t` on the
+    /// wall basis and free on the work basis, over the run's length. With
+    /// one price `t` on an idle machine this is `t` (the seed's `s = t 1`).
+    pub fn price(&self, t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis) -> f64 {
+        let total = self.seconds().max(1e-9);
+        let seconds_of = |s: &SegmentRecord| match basis {
+            PriceBasis::Work => s.actual_seconds * s.available_share.unwrap_or(1.0),
+            PriceBasis::Wall => s.actual_seconds,
+        };
+        let priced: f64 = self.segments.iter().map(|s| price_of(&s.plan.benchmark).0 as f64 * seconds_of(s)).sum();
+        let gaps = match basis {
+            PriceBasis::Wall => t.0 as f64 * (total - self.segments.iter().map(|s| s.actual_seconds).sum::<f64>()).max(0.0),
+            PriceBasis::Work => 0.0,
+        };
+        (priced + gaps) / total
+    }
+}
+
+/// Prices per second of every run of `runs` (`s`).
+pub fn prices(runs: &[RunRecord], t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis) -> Vec<f64> {
+    runs.iter().map(|r| r.price(t, price_of, basis)).collect()
+}
+
+/// Everything a calibration measured and fitted.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CalibrationRecord {
+    /// Record layout version.
+    pub version: u16,
+    /// Hardware measured.
+    pub fingerprint: Fingerprint,
+    /// When, seconds since the Unix epoch.
+    pub time_unix_s: u64,
+    /// Seed of the run parameters.
+    pub seed: u64,
+    /// Run length asked for, seconds.
+    pub seconds: f64,
+    /// `t`, base units per second.
+    pub price_per_second: Amount,
+    /// Per-benchmark prices, base units per second.
+    pub benchmark_prices: BTreeMap<String, Amount>,
+    /// How run seconds were counted.
+    #[serde(default)]
+    pub price_basis: PriceBasis,
+    /// The runs (rows of `V` are their usage per second).
+    pub runs: Vec<RunRecord>,
+    /// `s`: price per second of each run, base units.
+    pub s: Vec<f64>,
+    /// The fit (rates in base units per unit, singular values, rank,
+    /// residual, leave-one-out errors).
+    pub fit: fit::Fit,
+    /// Components whose unconstrained rate came out negative and were fixed
+    /// at zero (a rate must not pay the publisher for using a resource).
+    pub clamped: Vec<String>,
+    /// The rates in fixed point: what offers and costs use.
+    pub rates: Rates,
+    /// Benchmark throughputs over their repeats.
+    pub scores: Vec<ScoreSummary>,
+    /// Wall time of the whole calibration, seconds.
+    pub elapsed_s: f64,
+}
+
+impl CalibrationRecord {
+    /// Current layout.
+    pub const VERSION: u16 = 1;
+
+    /// `V`, one row per run.
+    pub fn v(&self) -> Array2<f64> {
+        let mut v = Array2::zeros((self.runs.len(), UsageVector::LEN));
+        for (i, r) in self.runs.iter().enumerate() {
+            v.row_mut(i).assign(&Array1::from(r.row().to_vec()));
+        }
+        v
+    }
+
+    /// The summary that goes into an offer.
+    pub fn summary(&self) -> CalibrationSummary {
+        CalibrationSummary {
+            fingerprint: self.fingerprint.clone(),
+            time_unix_s: self.time_unix_s,
+            price_per_second: self.price_per_second,
+            rates: self.rates,
+            rank: self.fit.rank.max(1) as u32,
+            residual: self.fit.residual,
+            holdout_error: self.fit.loo_median(),
+            runs: self.runs.len() as u32,
+            scores: self.scores.clone(),
+        }
+    }
+}
+
+/// Progress of a calibration, for a progress bar.
+#[derive(Debug, Clone)]
+pub struct Progress<'a> {
+    /// Run being made (1-based) and the planned count.
+    pub run: usize,
+    pub of: usize,
+    /// Benchmark now running.
+    pub benchmark: &'a str,
+}
+
+/// This machine's fingerprint: cpu model, cores, memory, disks.
+pub fn fingerprint() -> Fingerprint {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").unwrap_or_default();
+    let cpu_model = cpuinfo
+        .lines()
+        .find_map(|l| l.strip_prefix("model name").and_then(|r| r.split_once(':')).map(|(_, v)| v.trim().to_string()))
+        .unwrap_or_else(|| "unknown".into());
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let memory_bytes = meminfo
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok())
+        .map_or(0, |kib| kib * 1024);
+    let mut disks: Vec<String> = std::fs::read_dir("/sys/block")
+        .into_iter()
+        .flatten()
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| !["loop", "ram", "zram", "dm-", "sr", "nbd"].iter().any(|p| n.starts_with(p)))
+        .map(|n| {
+            let sectors: u64 = std::fs::read_to_string(format!("/sys/block/{n}/size")).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0);
+            format!("{n}:{}", sectors * 512)
+        })
+        .collect();
+    disks.sort();
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    Fingerprint { cpu_model: cpu_model.chars().take(CalibrationSummary::MAX_STR).collect(), cores, memory_bytes, disks }
+}
+
+/// Set by SIGINT, SIGTERM or SIGHUP while a calibration runs.
+static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+extern "C" fn on_signal(_: libc::c_int) {
+    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
+}
+
+/// Catches SIGINT, SIGTERM and SIGHUP while alive, so an interrupted
+/// calibration still removes what it made; restores the old handlers on drop.
+struct SignalGuard(Vec<(libc::c_int, libc::sigaction)>);
+
+impl SignalGuard {
+    fn install() -> SignalGuard {
+        INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
+        let mut old = Vec::new();
+        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+            // SAFETY: sigaction(2) with a handler that only stores an atomic.
+            unsafe {
+                let mut sa: libc::sigaction = std::mem::zeroed();
+                sa.sa_sigaction = on_signal as *const () as usize;
+                let mut prev: libc::sigaction = std::mem::zeroed();
+                if libc::sigaction(sig, &sa, &mut prev) == 0 {
+                    old.push((sig, prev));
+                }
+            }
+        }
+        SignalGuard(old)
+    }
+}
+
+impl Drop for SignalGuard {
+    fn drop(&mut self) {
+        for (sig, prev) in &self.0 {
+            // SAFETY: restores the handler saved by install.
+            unsafe { libc::sigaction(*sig, prev, std::ptr::null_mut()) };
+        }
+    }
+}
+
+fn check_interrupted() -> Result<()> {
+    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        bail!("calibration interrupted by a signal (everything it made was removed)");
+    }
+    Ok(())
+}
+
+/// Runs one segment in `run`; returns its record.
+fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path::Path, yaml: &std::path::Path) -> Result<SegmentRecord> {
+    let b = bench::by_name(&seg.benchmark).with_context(|| format!("unknown benchmark {}", seg.benchmark))?;
+    let _ = std::fs::remove_file(yaml);
+    run.sample();
+    let (t0, busy0, ours0) = run.cpu_mark();
+    let start = Instant::now();
+    let mut child = run.spawn(&mut bench::command(b, seg.workers, scratch, yaml)).context("start stress-ng (is it installed? apt-get install stress-ng)")?;
+    let end = start + Duration::from_secs_f64(seg.seconds);
+    loop {
+        let now = Instant::now();
+        if now >= end {
+            break;
+        }
+        std::thread::sleep((end - now).min(Duration::from_millis(100)));
+        run.sample();
+        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            break;
+        }
+        if let Some(st) = child.try_wait()? {
+            bail!("stress-ng for {} exited early with {st}", seg.benchmark);
+        }
+    }
+    // SIGINT: stress-ng stops its workers and writes its metrics.
+    // SAFETY: kill(2) on our own child's pid.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while child.try_wait()?.is_none() {
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+    let actual_seconds = start.elapsed().as_secs_f64();
+    run.sample();
+    let (t1, busy1, ours1) = run.cpu_mark();
+    let capacity = t1.duration_since(t0).as_nanos() as f64 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let foreign = busy1.saturating_sub(busy0).saturating_sub(ours1.saturating_sub(ours0)) as f64;
+    let available_share = (capacity > 0.0).then(|| (1.0 - foreign / capacity).clamp(0.05, 1.0));
+    let score = std::fs::read_to_string(yaml).ok().and_then(|y| bench::parse_metrics(&y, b.stressor)).map(|(ops, wall)| ops / wall);
+    let _ = std::fs::remove_file(yaml);
+    check_interrupted()?;
+    Ok(SegmentRecord { plan: seg.clone(), actual_seconds, score, available_share })
+}
+
+/// Score statistics per benchmark from the runs so far.
+pub fn scores(runs: &[RunRecord]) -> Vec<ScoreSummary> {
+    let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
+    for s in runs.iter().flat_map(|r| &r.segments) {
+        if let Some(x) = s.score {
+            by.entry(s.plan.benchmark.as_str()).or_default().push(x);
+        }
+    }
+    bench::BENCHMARKS
+        .iter()
+        .filter_map(|b| by.get(b.name).map(|v| (b.name, v)))
+        .map(|(name, v)| {
+            let n = v.len() as f64;
+            let avg = v.iter().sum::<f64>() / n;
+            let var = if v.len() > 1 { v.iter().map(|x| (x - avg).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
+            ScoreSummary {
+                benchmark: name.to_string(),
+                unit: bench::SCORE_UNIT.into(),
+                repeats: v.len() as u32,
+                min: v.iter().copied().fold(f64::INFINITY, f64::min),
+                avg,
+                max: v.iter().copied().fold(0.0, f64::max),
+                std_dev: var.sqrt(),
+            }
+        })
+        .collect()
+}
+
+/// Components the fit leaves out by default: wall time. With the seed's
+/// default prices (`s = t 1`, every run at full load) duration alone
+/// explains every price exactly, and the fit would collapse into the
+/// Golem-style "price per second" the seed sets out to replace; the seed
+/// prices what the hardware does (procfs counters), so a container that
+/// holds memory pays through `mem_byte_seconds`, not through being alive.
+pub const NOT_FITTED: &[UsageComponent] = &[UsageComponent::WallNs];
+
+/// Fits `V`, `s` with non-negative rates, leaving the columns in `skip` at
+/// zero: an unconstrained rate below zero fixes that component at zero and
+/// the rest are refitted (an active set, one component at a time). Returns
+/// the fit (its `unmoved` names only columns that are zero in `v`) and the
+/// components fixed at zero.
+pub fn fit_nonneg(v: &Array2<f64>, s: &Array1<f64>, threshold: f64, skip: &[usize]) -> Result<(fit::Fit, Vec<String>), fit::FitError> {
+    let mut vm = v.clone();
+    for &j in skip {
+        vm.column_mut(j).fill(0.0);
+    }
+    let mut clamped = Vec::new();
+    loop {
+        let mut f = fit::fit(vm.view(), s.view(), fit::FitOptions { threshold, leave_one_out: true })?;
+        let worst = f.rates.iter().enumerate().filter(|(_, r)| **r < 0.0).min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
+        match worst {
+            Some(i) => {
+                vm.column_mut(i).fill(0.0);
+                clamped.push(UsageComponent::ALL[i].name().to_string());
+            }
+            None => {
+                f.unmoved = (0..v.ncols()).filter(|&j| v.column(j).iter().all(|x| *x == 0.0)).collect();
+                return Ok((f, clamped));
+            }
+        }
+    }
+}
+
+/// (Re)computes a record's prices `s`, fit, clamped components and fixed-point rates
+/// from its runs and prices, at relative singular value `threshold`.
+pub fn refit(rec: &mut CalibrationRecord, threshold: f64) -> Result<()> {
+    let table = rec.benchmark_prices.clone();
+    let t = rec.price_per_second;
+    rec.s = prices(&rec.runs, t, &|b| table.get(b).copied().unwrap_or(t), rec.price_basis);
+    let skip: Vec<usize> = NOT_FITTED.iter().map(|c| *c as usize).collect();
+    let (f, clamped) = fit_nonneg(&rec.v(), &Array1::from(rec.s.clone()), threshold, &skip).context("fit rates")?;
+    let mut r = [0.0; UsageVector::LEN];
+    for (i, x) in f.rates.iter().enumerate() {
+        r[i] = x.max(0.0);
+    }
+    rec.rates = Rates::from_base_per_unit(&r).context("fitted rates")?;
+    rec.fit = f;
+    rec.clamped = clamped;
+    Ok(())
+}
+
+/// Calibrates this machine. `progress` is called as each segment starts.
+/// Every cgroup, process, file and namespace made is gone when it returns.
+pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<CalibrationRecord> {
+    cfg.validate()?;
+    let _signals = SignalGuard::install();
+    let started = Instant::now();
+    let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
+    let pool: Vec<&'static str> = bench::BENCHMARKS.iter().map(|b| b.name).collect();
+    let mut planner = bench::Planner::new(cfg.seed, workers, cfg.min_segment_s);
+    let mut sb = sandbox::Sandbox::create(&cfg.work_dir).with_context(|| format!("calibration sandbox in {}", cfg.work_dir.display()))?;
+    let yaml = cfg.work_dir.join("metrics.yaml");
+    let mut runs: Vec<RunRecord> = Vec::new();
+    let result = (|| -> Result<()> {
+        while runs.len() < cfg.max_runs {
+            let pool_now: Vec<&'static str> = if runs.len() < cfg.runs {
+                pool.clone()
+            } else {
+                // Extra runs only for benchmarks whose scores are still noisy.
+                let sc = scores(&runs);
+                let noisy: Vec<&'static str> = pool
+                    .iter()
+                    .copied()
+                    .filter(|b| sc.iter().find(|s| s.benchmark == *b).is_none_or(|s| s.repeats < 2 || s.std_dev > cfg.rsd_target * s.avg))
+                    .collect();
+                if noisy.is_empty() {
+                    break;
+                }
+                noisy
+            };
+            let plan = planner.next_run(cfg.seconds, &pool_now);
+            let mut run = sb.start_run()?;
+            let mut segs = Vec::new();
+            for seg in &plan {
+                progress(Progress { run: runs.len() + 1, of: cfg.runs, benchmark: &seg.benchmark });
+                match run_segment(&mut run, seg, &sb.scratch(), &yaml) {
+                    Ok(s) => segs.push(s),
+                    Err(e) => {
+                        let _ = run.finish();
+                        return Err(e);
+                    }
+                }
+            }
+            let usage = run.usage();
+            let samples = run.samples();
+            run.finish()?;
+            runs.push(RunRecord { segments: segs, usage, samples });
+        }
+        Ok(())
+    })();
+    let closed = sb.close();
+    result?;
+    closed?;
+    let mut rec = CalibrationRecord {
+        version: CalibrationRecord::VERSION,
+        fingerprint: fingerprint(),
+        time_unix_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs()),
+        seed: cfg.seed,
+        seconds: cfg.seconds,
+        price_per_second: cfg.price_per_second,
+        benchmark_prices: cfg.benchmark_prices.clone(),
+        price_basis: cfg.price_basis,
+        runs,
+        s: vec![],
+        fit: fit::Fit { rates: vec![], singular_values: vec![], rank: 0, unmoved: vec![], residual: 0.0, loo_errors: vec![] },
+        clamped: vec![],
+        rates: Rates::zero(),
+        scores: vec![],
+        elapsed_s: 0.0,
+    };
+    refit(&mut rec, cfg.threshold)?;
+    rec.scores = scores(&rec.runs);
+    rec.elapsed_s = started.elapsed().as_secs_f64();
+    Ok(rec)
+}

@@ -1,0 +1,182 @@
+//! The agent's persistent state: one redb database in its state directory
+//! (`<state_dir>/agent.redb`). Today it holds calibration records, keyed
+//! by time so the latest is the last key; later issues add contracts,
+//! vouchers and reputation as tables of their own.
+
+use crate::calibrate::CalibrationRecord;
+use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use zennet_protocol::pricing::Fingerprint;
+
+/// Calibration records, JSON, keyed by (unix seconds << 16 | sequence).
+const CALIBRATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("calibrations");
+/// Largest record accepted when reading back.
+const MAX_RECORD_BYTES: usize = 16 << 20;
+
+/// Store errors, naming the database file.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// redb failed.
+    #[error("store {path}: {source}")]
+    Db { path: PathBuf, source: redb::Error },
+    /// A stored record does not decode.
+    #[error("store {path}: calibration record {key} is corrupt: {reason}")]
+    Corrupt { path: PathBuf, key: u64, reason: String },
+    /// A record could not be encoded.
+    #[error("encode calibration record: {0}")]
+    Encode(serde_json::Error),
+}
+
+/// The agent's database.
+pub struct Store {
+    db: Database,
+    path: PathBuf,
+}
+
+impl Store {
+    /// The database file in a state directory.
+    pub fn path_in(state_dir: &Path) -> PathBuf {
+        state_dir.join("agent.redb")
+    }
+
+    /// Opens (or creates) the database at `path`.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        if let Some(p) = path.parent() {
+            let _ = std::fs::create_dir_all(p);
+        }
+        let db = Database::create(path).map_err(|e| StoreError::Db { path: path.into(), source: e.into() })?;
+        Ok(Store { db, path: path.into() })
+    }
+
+    fn err(&self, e: impl Into<redb::Error>) -> StoreError {
+        StoreError::Db { path: self.path.clone(), source: e.into() }
+    }
+
+    /// Appends a calibration record; returns its key.
+    pub fn put_calibration(&self, rec: &CalibrationRecord) -> Result<u64, StoreError> {
+        let bytes = serde_json::to_vec(rec).map_err(StoreError::Encode)?;
+        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        let key;
+        {
+            let mut t = w.open_table(CALIBRATIONS).map_err(|e| self.err(e))?;
+            let last = t.last().map_err(|e| self.err(e))?.map(|(k, _)| k.value());
+            key = (rec.time_unix_s << 16).max(last.map_or(0, |k| k + 1));
+            t.insert(key, bytes.as_slice()).map_err(|e| self.err(e))?;
+        }
+        w.commit().map_err(|e| self.err(e))?;
+        Ok(key)
+    }
+
+    /// The most recent calibration record, if any.
+    pub fn latest_calibration(&self) -> Result<Option<CalibrationRecord>, StoreError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match r.open_table(CALIBRATIONS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(None),
+            Err(e) => return Err(self.err(e)),
+        };
+        let Some((k, v)) = t.last().map_err(|e| self.err(e))? else { return Ok(None) };
+        let key = k.value();
+        let b = v.value();
+        if b.len() > MAX_RECORD_BYTES {
+            return Err(StoreError::Corrupt { path: self.path.clone(), key, reason: format!("{} bytes, limit {MAX_RECORD_BYTES}", b.len()) });
+        }
+        serde_json::from_slice(b).map(Some).map_err(|e| StoreError::Corrupt { path: self.path.clone(), key, reason: e.to_string() })
+    }
+}
+
+/// Why the machine must be calibrated (again).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CalibrationNeed {
+    /// No record yet (first boot).
+    NoRecord,
+    /// The hardware changed since the latest record.
+    FingerprintChanged,
+    /// The latest record is older than the allowed age (its age).
+    TooOld(Duration),
+    /// The latest record cannot be read (the reason).
+    Unreadable(String),
+}
+
+/// Whether to calibrate: `None` when the latest record in `store` was made
+/// on hardware with `fingerprint` at most `max_age` before `now_unix_s`.
+pub fn needs_calibration_at(store: &Store, fingerprint: &Fingerprint, max_age: Duration, now_unix_s: u64) -> Option<CalibrationNeed> {
+    let rec = match store.latest_calibration() {
+        Ok(Some(r)) => r,
+        Ok(None) => return Some(CalibrationNeed::NoRecord),
+        Err(e) => return Some(CalibrationNeed::Unreadable(e.to_string())),
+    };
+    if rec.fingerprint != *fingerprint {
+        return Some(CalibrationNeed::FingerprintChanged);
+    }
+    let age = Duration::from_secs(now_unix_s.saturating_sub(rec.time_unix_s));
+    (age > max_age).then_some(CalibrationNeed::TooOld(age))
+}
+
+/// [`needs_calibration_at`] now.
+pub fn needs_calibration(store: &Store, fingerprint: &Fingerprint, max_age: Duration) -> Option<CalibrationNeed> {
+    let now = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_secs());
+    needs_calibration_at(store, fingerprint, max_age, now)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::calibrate::{fit::Fit, CalibrationRecord};
+    use zennet_protocol::{Amount, Rates};
+
+    fn record(time: u64, fp: &Fingerprint) -> CalibrationRecord {
+        CalibrationRecord {
+            version: CalibrationRecord::VERSION,
+            fingerprint: fp.clone(),
+            time_unix_s: time,
+            seed: 1,
+            seconds: 2.0,
+            price_per_second: Amount(1),
+            benchmark_prices: Default::default(),
+            runs: vec![],
+            s: vec![],
+            fit: Fit { rates: vec![1.0; 10], singular_values: vec![1.0], rank: 1, unmoved: vec![], residual: 0.0, loo_errors: vec![] },
+            clamped: vec![],
+            rates: Rates::zero(),
+            scores: vec![],
+            elapsed_s: 1.0,
+        }
+    }
+
+    fn fp(cores: u32) -> Fingerprint {
+        Fingerprint { cpu_model: "test cpu".into(), cores, memory_bytes: 1 << 30, disks: vec!["vda:100".into()] }
+    }
+
+    #[test]
+    fn needs_calibration_follows_records_fingerprint_and_age() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::path_in(dir.path())).unwrap();
+        let day = Duration::from_secs(86_400);
+        assert_eq!(needs_calibration_at(&store, &fp(2), day, 1_000_000), Some(CalibrationNeed::NoRecord));
+        store.put_calibration(&record(1_000_000, &fp(2))).unwrap();
+        assert_eq!(needs_calibration_at(&store, &fp(2), day, 1_000_100), None);
+        assert_eq!(needs_calibration_at(&store, &fp(4), day, 1_000_100), Some(CalibrationNeed::FingerprintChanged));
+        assert_eq!(needs_calibration_at(&store, &fp(2), day, 1_000_000 + 86_401), Some(CalibrationNeed::TooOld(Duration::from_secs(86_401))));
+        // The latest record wins, even one written in the same second.
+        store.put_calibration(&record(1_000_000, &fp(4))).unwrap();
+        assert_eq!(needs_calibration_at(&store, &fp(4), day, 1_000_100), None);
+        assert_eq!(store.latest_calibration().unwrap().unwrap().fingerprint, fp(4));
+        // Reopened, the record is still there.
+        drop(store);
+        let store = Store::open(&Store::path_in(dir.path())).unwrap();
+        assert_eq!(store.latest_calibration().unwrap().unwrap().fingerprint.cores, 4);
+    }
+
+    #[test]
+    fn a_corrupt_record_means_recalibrate() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(&Store::path_in(dir.path())).unwrap();
+        let w = store.db.begin_write().unwrap();
+        w.open_table(CALIBRATIONS).unwrap().insert(5u64, b"{not json".as_slice()).unwrap();
+        w.commit().unwrap();
+        let need = needs_calibration_at(&store, &fp(2), Duration::from_secs(10), 0);
+        assert!(matches!(need, Some(CalibrationNeed::Unreadable(ref m)) if m.contains("corrupt")), "{need:?}");
+    }
+}

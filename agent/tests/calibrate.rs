@@ -1,0 +1,101 @@
+//! Calibration from outside, the way a provider runs it: the real binary,
+//! a real quick calibration in cgroups of its own (root), its JSON record,
+//! its redb store, and nothing left behind. Root-only parts skip with a
+//! message when not root (CI is root).
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+use zennet_agent::calibrate::{self, sandbox, CalibrationRecord};
+use zennet_agent::store::{needs_calibration, Store};
+use zennet_protocol::{UsageComponent, UsageVector};
+
+fn exe() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_zennet-agent"))
+}
+
+fn is_root() -> bool {
+    nix::unistd::geteuid().is_root()
+}
+
+#[test]
+fn quick_calibration_prices_every_component_that_moved_and_cleans_up() {
+    if !is_root() {
+        eprintln!("SKIP quick_calibration: needs root (cgroups, loop devices, network namespaces)");
+        return;
+    }
+    let dir = tempfile::Builder::new().prefix("zcal-").tempdir_in("/var/tmp").unwrap();
+    let store = dir.path().join("agent.redb");
+    let out = Command::new(exe())
+        .args(["calibrate", "--quick", "--json", "--seed", "42", "--price-per-second", "0.001"])
+        // A provider that prices memory, disk and network work above plain
+        // cpu work (at one price for all, memory and network ride free on
+        // the cpu of full-load runs and may fit to zero).
+        .args(["--benchmark-price", "mem-bandwidth=0.0015", "--benchmark-price", "mem-latency=0.0015"])
+        .args(["--benchmark-price", "disk-seq=0.002", "--benchmark-price", "disk-rand=0.002"])
+        .args(["--benchmark-price", "net-loopback=0.0015"])
+        .arg("--state-dir")
+        .arg(dir.path())
+        .arg("--store")
+        .arg(&store)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "calibrate failed: {stderr}");
+    assert!(stderr.contains("calibrating"), "progress on stderr: {stderr}");
+    let rec: CalibrationRecord = serde_json::from_slice(&out.stdout).expect("--json prints the record");
+    assert_eq!(rec.seed, 42);
+    assert!(rec.runs.len() >= 6, "{} runs", rec.runs.len());
+    assert_eq!(rec.s.len(), rec.runs.len());
+    assert!(rec.fit.rank >= 1 && rec.fit.rank <= UsageVector::LEN);
+    assert!(rec.fit.residual.is_finite() && rec.fit.loo_median().is_finite());
+    assert!(rec.runs.iter().all(|r| r.samples >= 3), "several samples per run");
+
+    // Every fitted component that moved in some run has a positive, finite
+    // rate (wall time is not fitted: see calibrate::NOT_FITTED).
+    let mut moved = Vec::new();
+    for c in UsageComponent::ALL {
+        if rec.runs.iter().any(|r| r.usage.get(c) > 0) && !calibrate::NOT_FITTED.contains(&c) {
+            moved.push(c.name());
+            let r = rec.rates.base_per_unit(c);
+            assert!(r.is_finite() && r > 0.0, "component {} moved but its rate is {r} (clamped: {:?}, rates {:?})", c.name(), rec.clamped, rec.fit.rates);
+        }
+    }
+    for must in ["cpu_user_ns", "cpu_system_ns", "mem_byte_seconds", "io_write_bytes", "io_write_ops", "net_rx_bytes", "net_tx_bytes"] {
+        assert!(moved.contains(&must), "{must} never moved: {moved:?}");
+    }
+    assert_eq!(rec.rates.pico_per_unit[UsageComponent::WallNs as usize], 0);
+    assert!(rec.runs.iter().all(|r| r.usage.get(UsageComponent::WallNs) > 0));
+    // The scores cover the benchmarks that ran.
+    assert!(!rec.scores.is_empty() && rec.scores.iter().all(|s| s.avg > 0.0 && s.min <= s.avg && s.avg <= s.max));
+    // The summary for offers validates.
+    rec.summary().validate().unwrap();
+
+    // Stored, readable, and fresh for this fingerprint.
+    let st = Store::open(&store).unwrap();
+    assert_eq!(st.latest_calibration().unwrap().unwrap(), rec);
+    assert_eq!(needs_calibration(&st, &calibrate::fingerprint(), Duration::from_secs(3600)), None);
+
+    // Nothing left behind: cgroups, scratch dir (with its image and mount).
+    assert!(sandbox::leftover_cgroups().is_empty(), "cgroups left: {:?}", sandbox::leftover_cgroups());
+    let left: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().map(|e| e.file_name()).filter(|n| n != "agent.redb").collect();
+    assert!(left.is_empty(), "left in the state dir: {left:?}");
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(!mounts.contains(dir.path().to_str().unwrap()), "scratch disk still mounted");
+}
+
+#[test]
+fn bad_options_are_refused_with_a_clear_error() {
+    for (args, want) in [
+        (&["--seconds", "0.1"][..], "--seconds"),
+        (&["--runs", "0"][..], "--runs"),
+        (&["--price-per-second", "abc"][..], "--price-per-second"),
+        (&["--price-per-second", "0"][..], "above zero"),
+        (&["--benchmark-price", "gpu=1"][..], "unknown benchmark"),
+    ] {
+        let out = Command::new(exe()).args(["calibrate", "--no-store"]).args(args).output().unwrap();
+        assert!(!out.status.success(), "{args:?} accepted");
+        let e = String::from_utf8_lossy(&out.stderr);
+        assert!(e.contains(want), "{args:?}: {e}");
+    }
+}
