@@ -12,6 +12,7 @@
 //! Crates meet only through these types and the wire; the agent, the
 //! publisher's command and the chain never import each other's internals.
 
+pub mod keyfile;
 pub mod keys;
 pub mod market;
 pub mod money;
