@@ -34,11 +34,15 @@ pub struct RunArgs {
     /// hardware changed, or the latest record is older than this many seconds.
     #[arg(long, value_name = "SECONDS")]
     pub calibrate_max_age: Option<u64>,
+    /// Cgroup (v2) or per-controller group (v1) under which containers live;
+    /// two agents on one host need two.
+    #[arg(long, default_value = "zennet")]
+    pub cgroup_parent: String,
 }
 
 impl Default for RunArgs {
     fn default() -> Self {
-        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None }
+        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None, cgroup_parent: "zennet".into() }
     }
 }
 
@@ -48,7 +52,7 @@ impl RunArgs {
         let engine_dir = self.state_dir.join("engine");
         EngineConfig {
             bases_dir: self.bases_dir.clone().unwrap_or_else(|| self.state_dir.join("bases")),
-            cgroup_parent: "zennet".into(),
+            cgroup_parent: self.cgroup_parent.clone(),
             capacity: Capacity {
                 memory_bytes: self.max_memory_mib << 20,
                 cpu_millicores: (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) * 1000) as u32,
@@ -97,6 +101,13 @@ fn calibrate_if_needed(args: &RunArgs) -> Result<()> {
 
 /// `zennet-agent run`: forks the engine's zygote, then serves until SIGTERM/SIGINT.
 pub fn run(args: RunArgs) -> Result<()> {
+    // The provider's identity: its chain key, also its libp2p key. Created
+    // on first start (mode 0600), the same on every start after.
+    let key_path = args.state_dir.join("identity.key");
+    let (key, created) = zennet_protocol::keyfile::load_or_create(&key_path).context("the agent's identity")?;
+    if created {
+        eprintln!("zennet-agent: new identity {} in {}", key.address(), key_path.display());
+    }
     args.ensure_busybox_base()?;
     calibrate_if_needed(&args)?;
     let cfg = args.engine_config();
@@ -116,11 +127,13 @@ pub fn run(args: RunArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let (adopted, removed) = &engine.recovered;
-        println!("zennet-agent ready engine=libcontainer network={network} adopted={} removed={}", adopted.len(), removed.len());
+        // Handlers first: a SIGTERM right after the ready line must stop cleanly.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
+        println!("zennet-agent ready engine=libcontainer network={network} adopted={} removed={} address={}", adopted.len(), removed.len(), key.address());
         tokio::select! {
             _ = term.recv() => {},
-            _ = tokio::signal::ctrl_c() => {},
+            _ = int.recv() => {},
         }
         println!("zennet-agent stopping");
         anyhow::Ok(())

@@ -8,11 +8,13 @@
 //! - [`calibrate`]: canonical benchmarks in cgroups of their own and the
 //!   seed's pseudoinverse fit of per-component rates.
 //! - [`store`]: the agent's redb database (calibration records).
+//! - [`config`]: `zennet.toml`, kernel command line overrides, last-valid fallback.
 //!
 //! Later issues add `meter`, `market`, `pay`, `ssh` and `api` beside them.
 //! `main.rs` only wires these together.
 
 pub mod calibrate;
 pub mod cli;
+pub mod config;
 pub mod containers;
 pub mod store;

@@ -6,12 +6,15 @@
 //! [`pricing`] (per-component rates, the integer cost of usage, the
 //! calibration summary in an offer), the [`spec::ContainerSpec`] a contract asks a provider to run, and XenCoin's
 //! [`keys`] (secp256k1, `xen1...` addresses), [`tx`] (transactions and their
-//! canonical signed encoding) and [`voucher`] (payment-channel vouchers).
+//! canonical signed encoding) and [`voucher`] (payment-channel vouchers),
+//! and the [`market`] protocol between a provider and a publisher.
 //!
 //! Crates meet only through these types and the wire; the agent, the
 //! publisher's command and the chain never import each other's internals.
 
+pub mod keyfile;
 pub mod keys;
+pub mod market;
 pub mod money;
 pub mod pricing;
 pub mod spec;
