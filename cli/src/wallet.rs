@@ -8,9 +8,9 @@ use clap::Subcommand;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zennet_protocol::keyfile;
 use zennet_protocol::keys::{Address, SecretKey};
 use zennet_protocol::tx::{Tx, TxBody};
 use zennet_protocol::Amount;
@@ -150,49 +150,25 @@ fn wait_included(rpc_url: &str, hash: &str, timeout: Duration) -> anyhow::Result
 
 /// Parses a hex secret (whitespace around it ignored); the error never shows the input.
 fn parse_secret(s: &str) -> anyhow::Result<SecretKey> {
-    let b = hex::decode(s.trim()).map_err(|_| anyhow::anyhow!("the secret is not hex"))?;
-    let arr: [u8; 32] = b
-        .try_into()
-        .map_err(|_| anyhow::anyhow!("the secret must be 32 bytes (64 hex digits)"))?;
-    Ok(SecretKey::from_bytes(&arr)?)
+    keyfile::parse_hex(s).ok_or_else(|| anyhow::anyhow!("the secret is not hex: 64 hex digits expected"))
 }
 
 /// Writes a new key file with mode 0600; never overwrites.
 pub fn write_key(path: &Path, k: &SecretKey) -> anyhow::Result<()> {
-    if let Some(dir) = path.parent() {
-        std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
-    }
-    let mut f = std::fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| {
-            format!(
-                "creating key file {} (it must not exist yet)",
-                path.display()
-            )
-        })?;
-    writeln!(f, "{}", hex::encode(k.to_bytes()))
-        .with_context(|| format!("writing {}", path.display()))?;
-    Ok(())
+    keyfile::write_new(path, k).map_err(|e| match e {
+        keyfile::KeyFileError::Io { source, .. } if source.kind() == std::io::ErrorKind::AlreadyExists => {
+            anyhow::anyhow!("creating key file {}: it must not exist yet", path.display())
+        }
+        e => e.into(),
+    })
 }
 
 /// Reads a key file, refusing one that others can read.
 pub fn read_key(path: &Path) -> anyhow::Result<SecretKey> {
-    let meta = std::fs::metadata(path)
-        .with_context(|| format!("no wallet at {}; run `zennet wallet new`", path.display()))?;
-    if meta.permissions().mode() & 0o077 != 0 {
-        bail!(
-            "key file {} is readable by others; chmod 600 it",
-            path.display()
-        );
-    }
-    if meta.len() > 1024 {
-        bail!("key file {} is {} bytes; a key file holds 64 hex digits", path.display(), meta.len());
-    }
-    let s = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    parse_secret(&s).with_context(|| format!("key file {}", path.display()))
+    keyfile::read(path).map_err(|e| match e {
+        keyfile::KeyFileError::Missing(_) => anyhow::anyhow!("no wallet at {}; run `zennet wallet new`", path.display()),
+        e => e.into(),
+    })
 }
 
 /// One JSON-RPC call over HTTP/1.1 to `url` (`http://host:port`).
@@ -228,6 +204,7 @@ pub fn call(url: &str, method: &str, params: Value) -> anyhow::Result<Value> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn key_file_is_0600_and_not_overwritten() {

@@ -118,7 +118,7 @@ fn wallet_imports_sends_and_sees_the_balance_move() {
     assert_eq!(std::fs::read(&rich).unwrap(), before, "a refused command changed the key file");
     std::fs::set_permissions(&rich, std::fs::Permissions::from_mode(0o644)).unwrap();
     let e = err(zennet(&net, &rich, &["address"], None));
-    assert!(e.contains("readable by others"), "{e}");
+    assert!(e.contains("readable by group or others"), "{e}");
     assert!(!e.contains(secret), "error shows the secret");
     let e = err(zennet(&net, &dir.path().join("none.key"), &["address"], None));
     assert!(e.contains("zennet wallet new"), "{e}");
