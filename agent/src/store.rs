@@ -135,6 +135,7 @@ mod tests {
             seconds: 2.0,
             price_per_second: Amount(1),
             benchmark_prices: Default::default(),
+            price_basis: Default::default(),
             runs: vec![],
             s: vec![],
             fit: Fit { rates: vec![1.0; 10], singular_values: vec![1.0], rank: 1, unmoved: vec![], residual: 0.0, loo_errors: vec![] },

@@ -177,9 +177,11 @@ fn validate(v: ArrayView2<f64>, s: ArrayView1<f64>, o: &FitOptions) -> Result<()
     Ok(())
 }
 
-/// Minimum-norm least squares `r` with `V r ~ s` on column-scaled `V`;
-/// returns rates, singular values, rank and unmoved columns.
-fn solve(v: ArrayView2<f64>, s: ArrayView1<f64>, threshold: f64) -> Result<(Vec<f64>, Vec<f64>, usize, Vec<usize>), FitError> {
+/// Rates, singular values, rank and unmoved columns of one solve.
+type Solution = (Vec<f64>, Vec<f64>, usize, Vec<usize>);
+
+/// Minimum-norm least squares `r` with `V r ~ s` on column-scaled `V`.
+fn solve(v: ArrayView2<f64>, s: ArrayView1<f64>, threshold: f64) -> Result<Solution, FitError> {
     let cols = v.ncols();
     let scale: Vec<f64> = (0..cols).map(|j| v.column(j).iter().fold(0.0f64, |m, x| m.max(x.abs()))).collect();
     let moved: Vec<usize> = (0..cols).filter(|&j| scale[j] > 0.0).collect();

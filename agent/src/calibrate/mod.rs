@@ -538,3 +538,39 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
     rec.elapsed_s = started.elapsed().as_secs_f64();
     Ok(rec)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn seg(b: &str, secs: f64, share: f64) -> SegmentRecord {
+        SegmentRecord { plan: bench::Segment { benchmark: b.into(), seconds: secs, workers: 2 }, actual_seconds: secs, score: Some(1.0), available_share: Some(share) }
+    }
+
+    #[test]
+    fn run_prices_follow_the_basis_and_the_table() {
+        let mut usage = UsageVector::zero();
+        usage.set(UsageComponent::WallNs, 4_000_000_000);
+        let run = RunRecord { segments: vec![seg("cpu-int", 1.0, 1.0), seg("disk-seq", 2.0, 0.5)], usage, samples: 3 };
+        let t = Amount(100);
+        let flat = |_: &str| t;
+        // Wall: 3 s of segments at t plus a 1 s gap at t, over 4 s: t.
+        assert!((run.price(t, &flat, PriceBasis::Wall) - 100.0).abs() < 1e-9);
+        // Work: 1 s + 2 s * 0.5 of the machine, gaps free: 2 machine-seconds over 4 s.
+        assert!((run.price(t, &flat, PriceBasis::Work) - 50.0).abs() < 1e-9);
+        let table = |b: &str| if b == "disk-seq" { Amount(200) } else { t };
+        assert!((run.price(t, &table, PriceBasis::Wall) - (100.0 + 400.0 + 100.0) / 4.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn nonneg_fit_fixes_negative_rates_at_zero_and_skips_wall() {
+        // Price = 2 * col0; col1 anti-correlated noise would get a negative rate.
+        let v = ndarray::array![[1.0, 0.0, 1.0], [2.0, 0.5, 1.0], [3.0, 0.2, 1.0], [4.0, 0.9, 1.0]];
+        let s = Array1::from(vec![2.0, 3.9, 6.0, 7.8]);
+        let (f, clamped) = fit_nonneg(&v, &s, 1e-9, &[2]).unwrap();
+        assert_eq!(f.rates[2], 0.0, "skipped column");
+        assert!(f.rates.iter().all(|r| *r >= 0.0), "{:?}", f.rates);
+        assert_eq!(clamped, vec![UsageComponent::ALL[1].name().to_string()]);
+        assert!(f.unmoved.is_empty(), "a clamped or skipped column still moved");
+    }
+}

@@ -115,7 +115,7 @@ pub fn print_tables(rec: &CalibrationRecord) {
         println!("{:<14} {:>7} {:>14.1} {:>14.1} {:>14.1} {:>10.1} {:>6.2}  {}", s.benchmark, s.repeats, s.min, s.avg, s.max, s.std_dev, 100.0 * s.std_dev / s.avg.max(1e-12), s.unit);
     }
     println!();
-    println!("{:<18} {:>28} {:>16}  {}", "component", "rate", "fixed point", "unit");
+    println!("{:<18} {:>28} {:>16}  unit", "component", "rate", "fixed point");
     for c in UsageComponent::ALL {
         let r = rec.rates.base_per_unit(c);
         let (readable, _) = rate_line(c, r);
