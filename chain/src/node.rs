@@ -213,7 +213,6 @@ impl Node {
         })
     }
 
-
     /// The rewind base after a (re)start: the irreversible state rebuilt from
     /// the undo records, and our blocks above it. Falls back to the loaded tip
     /// (no rewind below it) when the records are missing.
@@ -243,6 +242,7 @@ impl Node {
         let base = Tip { height: lib, hash, slot, irreversible: lib, genesis_ms: tip.genesis_ms };
         Ok((state, base, above))
     }
+
     /// The head as clients see it.
     pub fn head(&self) -> HeadInfo {
         let (timestamp_ms, txs) = self.head_meta;
