@@ -33,6 +33,10 @@ pub const INTERVAL_MS_RANGE: (u32, u32) = (500, 60_000);
 pub const MAX_REASON: usize = 512;
 /// Longest string field (chain id, fingerprints).
 pub const MAX_STR: usize = 256;
+/// Longest environment entry or SSH key line in a contract's spec (the
+/// signed encoding carries strings of at most 65,535 bytes; this keeps every
+/// string well inside it, so no two terms share signing bytes).
+pub const MAX_SPEC_STR: usize = 8 * 1024;
 /// Slack a usage report may exceed its limits by (clock skew, counter
 /// granularity): 10 % plus 50 ms of the limited resource.
 pub const REPORT_SLACK_PCT: u64 = 10;
@@ -203,6 +207,12 @@ impl Terms {
         }
         if self.spec.tenant != self.publisher.address().to_string() {
             return Err(invalid("spec.tenant", "must be the publisher's address"));
+        }
+        // The spec's shape (minimums, counts, names); capacity is the provider's own check.
+        let unbounded = crate::spec::Capacity { memory_bytes: u64::MAX, cpu_millicores: u32::MAX, pids_max: u32::MAX, disk_bytes: u64::MAX };
+        self.spec.validate(&unbounded).map_err(|e| invalid("spec", e.to_string()))?;
+        if let Some(long) = self.spec.env.iter().chain(&self.spec.ssh_authorized_keys).find(|v| v.len() > MAX_SPEC_STR) {
+            return Err(invalid("spec", format!("an env entry or ssh key of {} bytes, at most {MAX_SPEC_STR}", long.len())));
         }
         let fp = &self.host_key_fingerprint;
         if complete && !(fp.starts_with("SHA256:") && fp.len() == 50) {

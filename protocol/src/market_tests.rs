@@ -104,6 +104,12 @@ fn terms_are_bounded_with_the_field_named() {
     t.spec.tenant = "someone-else".into();
     assert_eq!(field(t, true), "spec.tenant");
     let mut t = terms();
+    t.spec.env.push("K=".to_string() + &"v".repeat(MAX_SPEC_STR));
+    assert_eq!(field(t, true), "spec");
+    let mut t = terms();
+    t.spec.memory_bytes = 0;
+    assert_eq!(field(t, true), "spec");
+    let mut t = terms();
     t.host_key_fingerprint = String::new();
     t.validate(false).unwrap();
     assert_eq!(field(t, true), "host_key_fingerprint");
