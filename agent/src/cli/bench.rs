@@ -11,6 +11,9 @@ use std::time::{Duration, Instant};
 use zennet_protocol::spec::Capacity;
 use zennet_protocol::ContainerSpec;
 
+/// The cgroup parent of the benchmark's engine and bundles.
+const BENCH_PARENT: &str = "zennet-bench";
+
 /// Options of `bench-containers`.
 #[derive(Args, Debug, Clone)]
 pub struct BenchArgs {
@@ -108,7 +111,7 @@ pub fn bench_containers(a: BenchArgs) -> Result<()> {
     let cfg = EngineConfig {
         state_dir: a.dir.join("engine"),
         bases_dir: bases.clone(),
-        cgroup_parent: "zennet-bench".into(),
+        cgroup_parent: BENCH_PARENT.into(),
         capacity: Capacity { memory_bytes: 1 << 30, cpu_millicores: 2000, pids_max: 1024, disk_bytes: 1 << 30 },
         network: None,
         keep_containers_on_exit: false,
@@ -199,6 +202,14 @@ pub fn bench_containers(a: BenchArgs) -> Result<()> {
     }
     drop(engine);
     guard_dev_null("usage", null_owner);
+    // The (now empty) groups this run made: the engine's parent and zygote
+    // group, which the bundles' groups (also runc's and crun's) sit under.
+    use crate::containers::cgroups;
+    for c in cgroups::V1_CONTROLLERS {
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(c).join(BENCH_PARENT));
+    }
+    let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(BENCH_PARENT));
+    let _ = std::fs::remove_dir(cgroups::zygote_group(cgroups::detect_mode(), BENCH_PARENT));
     let _ = nix::mount::umount2(&a.dir, nix::mount::MntFlags::MNT_DETACH);
     let _ = std::fs::remove_dir_all(&a.dir);
     Ok(())
