@@ -187,14 +187,14 @@ impl Node {
                 (l, tip)
             }
         };
-        let mut recent = Vec::new();
-        for h in tip.irreversible + 1..=tip.height {
-            if let Some(b) = store.block(h)? {
-                recent.push(b.header.producer.address());
-            }
-        }
+        // Our blocks above the irreversible height, read once: their
+        // producers count towards irreversibility, and they are the rewind log.
+        let above = (tip.irreversible + 1..=tip.height)
+            .filter_map(|h| store.block(h).transpose())
+            .collect::<Result<std::collections::VecDeque<Block>, _>>()?;
+        let recent = above.iter().map(|b| b.header.producer.address()).collect();
         let (events, _) = broadcast::channel(1024);
-        let (base_state, base, above) = Self::rewind_base(&store, &ledger, &tip)?;
+        let (base_state, base, above) = Self::rewind_base(&store, &ledger, &tip, above)?;
         Ok(Node {
             base_state,
             base,
@@ -214,31 +214,31 @@ impl Node {
     }
 
     /// The rewind base after a (re)start: the irreversible state rebuilt from
-    /// the undo records, and our blocks above it. Falls back to the loaded tip
-    /// (no rewind below it) when the records are missing.
+    /// the undo records, with `above` (our blocks above it). Falls back to the
+    /// loaded tip (no rewind below it) when the records are missing.
     fn rewind_base(
         store: &Store,
         ledger: &Ledger,
         tip: &Tip,
+        above: std::collections::VecDeque<Block>,
     ) -> Result<(Ledger, Tip, std::collections::VecDeque<Block>), NodeError> {
         let Some(state) = store.irreversible_state(ledger, tip)? else {
             tracing::warn!(height = tip.height, "no undo records: cannot rewind below the loaded tip");
             return Ok((ledger.clone(), tip.clone(), Default::default()));
         };
         let lib = tip.irreversible;
+        if above.len() as u64 != tip.height - lib {
+            return Err(StoreError::Corrupt {
+                path: store.path().into(),
+                table: "blocks",
+                reason: format!("{} of the blocks {}..={} are missing", tip.height - lib - above.len() as u64, lib + 1, tip.height),
+            }
+            .into());
+        }
         let (hash, slot) = match store.block(lib)? {
             Some(b) if lib > 0 => (b.header.hash(), b.header.slot),
             _ => (Hash32::default(), 0),
         };
-        let mut above = std::collections::VecDeque::new();
-        for h in lib + 1..=tip.height {
-            let b = store.block(h)?.ok_or_else(|| StoreError::Corrupt {
-                path: store.path().into(),
-                table: "blocks",
-                reason: format!("block {h} below the tip {} is missing", tip.height),
-            })?;
-            above.push_back(b);
-        }
         let base = Tip { height: lib, hash, slot, irreversible: lib, genesis_ms: tip.genesis_ms };
         Ok((state, base, above))
     }

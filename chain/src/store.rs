@@ -166,30 +166,15 @@ impl Store {
             let mut undo = Undo::default();
             let mut t = w.open_table(ACCOUNTS).map_err(|e| self.err(e))?;
             for a in &dirty.accounts {
-                undo.accounts.push((*a, old_text(t.get(&a.0[..]).map_err(|e| self.err(e))?)));
-                match ledger.accounts.get(a) {
-                    Some(acc) => t.insert(&a.0[..], &enc(acc)[..]).map(|_| ()),
-                    None => t.remove(&a.0[..]).map(|_| ()),
-                }
-                .map_err(|e| self.err(e))?;
+                undo.accounts.push((*a, self.put(&mut t, &a.0, ledger.accounts.get(a))?));
             }
             let mut t = w.open_table(CHANNELS).map_err(|e| self.err(e))?;
             for id in &dirty.channels {
-                undo.channels.push((*id, old_text(t.get(&id.0[..]).map_err(|e| self.err(e))?)));
-                match ledger.channels.get(id) {
-                    Some(c) => t.insert(&id.0[..], &enc(c)[..]).map(|_| ()),
-                    None => t.remove(&id.0[..]).map(|_| ()),
-                }
-                .map_err(|e| self.err(e))?;
+                undo.channels.push((*id, self.put(&mut t, &id.0, ledger.channels.get(id))?));
             }
             let mut t = w.open_table(ANNS).map_err(|e| self.err(e))?;
             for id in &dirty.anns {
-                undo.anns.push((*id, old_text(t.get(&id.0[..]).map_err(|e| self.err(e))?)));
-                match ledger.anns.get(id) {
-                    Some(a) => t.insert(&id.0[..], &enc(a)[..]).map(|_| ()),
-                    None => t.remove(&id.0[..]).map(|_| ()),
-                }
-                .map_err(|e| self.err(e))?;
+                undo.anns.push((*id, self.put(&mut t, &id.0, ledger.anns.get(id))?));
             }
             let mut t = w.open_table(DELEGATES).map_err(|e| self.err(e))?;
             for d in &dirty.delegates {
@@ -365,6 +350,23 @@ impl Store {
             .map_err(|e| StoreError::Audit(e, self.path.clone()))?;
         l.take_dirty();
         Ok(Some(l))
+    }
+
+    /// Writes `value` at `key` (or removes the key); returns the value it
+    /// replaced, as stored, for the block's undo record.
+    fn put<V: Serialize>(
+        &self,
+        t: &mut redb::Table<&[u8], &[u8]>,
+        key: &[u8],
+        value: Option<&V>,
+    ) -> Result<Option<String>, StoreError> {
+        let old = old_text(t.get(key).map_err(|e| self.err(e))?);
+        match value {
+            Some(v) => t.insert(key, &enc(v)[..]).map(|_| ()),
+            None => t.remove(key).map(|_| ()),
+        }
+        .map_err(|e| self.err(e))?;
+        Ok(old)
     }
 
     /// Puts back each key's value from before a block (or removes the key).
