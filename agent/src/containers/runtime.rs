@@ -324,11 +324,10 @@ impl Runtime {
                     let _ = nix::sys::signal::kill(p, nix::sys::signal::Signal::SIGKILL);
                     reap(p.as_raw(), Duration::from_secs(5));
                 }
-                // The engine owns the cgroups; libcontainer's own delete
-                // would only rebuild a cgroup manager to remove them again
-                // (hundreds of procfs syscalls) and run hooks we never set.
-                let _ = cgroups::remove(&cg);
             }
+            // Not libcontainer's delete: it would rebuild a cgroup manager
+            // (hundreds of procfs syscalls) to remove the cgroups the engine
+            // removes below, and run hooks we never set.
             let _ = fs::remove_dir_all(&youki_dir);
         }
         if let Some(p) = pid {
