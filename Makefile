@@ -40,4 +40,4 @@ bench: $(BENCH_TARGETS)
 
 clean:
 	$(CARGO) clean
-	rm -rf $(OUT)
+	rm -rf $(OUT) $(DEBIAN_BASES)

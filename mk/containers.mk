@@ -6,12 +6,15 @@ BENCH_TARGETS += bench-containers
 bench-containers: build
 	$(BIN)/zennet-agent bench-containers
 
-# The Debian minbase base (debootstrap, cached in out/bases/debian) and its test
+# The Debian minbase base (debootstrap, cached in $(DEBIAN_BASES)/debian) and its test
 # (same cargo flags as test-cargo, so nothing is rebuilt for it).
 APT_PACKAGES += debootstrap
 TEST_TARGETS += test-debian-base
 .PHONY: test-debian-base
-$(OUT)/bases/debian/etc/debian_version: | build
-	$(BIN)/zennet-agent make-base debian --bases-dir $(OUT)/bases
-test-debian-base: build $(OUT)/bases/debian/etc/debian_version
-	ZENNET_DEBIAN_BASE=$(CURDIR)/$(OUT)/bases/debian $(CARGO) test $(CARGO_FLAGS) --test containers -- --ignored debian_base
+# Outside the checkout: the containers' unprivileged uid must traverse every
+# parent of a base, and a clone may sit under a 0700 directory (mktemp -d).
+DEBIAN_BASES ?= /var/tmp/zennet-bases
+$(DEBIAN_BASES)/debian/etc/debian_version: | build
+	$(BIN)/zennet-agent make-base debian --bases-dir $(DEBIAN_BASES)
+test-debian-base: build $(DEBIAN_BASES)/debian/etc/debian_version
+	ZENNET_DEBIAN_BASE=$(DEBIAN_BASES)/debian $(CARGO) test $(CARGO_FLAGS) --test containers -- --ignored debian_base
