@@ -6,17 +6,14 @@
 use anyhow::{bail, Context};
 use clap::Subcommand;
 use serde_json::{json, Value};
-use std::io::{Read, Write};
-use std::net::{TcpStream, ToSocketAddrs};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
+use zennet_net::rpc::call;
 use zennet_protocol::keyfile;
 use zennet_protocol::keys::{Address, SecretKey};
 use zennet_protocol::tx::{Tx, TxBody};
 use zennet_protocol::Amount;
-
-/// Largest RPC response read.
-const MAX_RESPONSE_BYTES: u64 = 4 << 20;
 
 /// Wallet commands.
 #[derive(Subcommand, Debug)]
@@ -169,36 +166,6 @@ pub fn read_key(path: &Path) -> anyhow::Result<SecretKey> {
         keyfile::KeyFileError::Missing(_) => anyhow::anyhow!("no wallet at {}; run `zennet wallet new`", path.display()),
         e => e.into(),
     })
-}
-
-/// One JSON-RPC call over HTTP/1.1 to `url` (`http://host:port`).
-pub fn call(url: &str, method: &str, params: Value) -> anyhow::Result<Value> {
-    let hostport = url
-        .strip_prefix("http://")
-        .context("rpc url must start with http://")?
-        .trim_end_matches('/');
-    let addr = hostport
-        .to_socket_addrs()?
-        .next()
-        .with_context(|| format!("cannot resolve {hostport}"))?;
-    let body = json!({"jsonrpc": "2.0", "id": 1, "method": method, "params": params}).to_string();
-    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5))
-        .with_context(|| format!("connecting to the chain node at {url}"))?;
-    s.set_read_timeout(Some(Duration::from_secs(30)))?;
-    write!(s, "POST / HTTP/1.1\r\nHost: {hostport}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}", body.len())?;
-    let mut resp = Vec::new();
-    s.take(MAX_RESPONSE_BYTES).read_to_end(&mut resp)?;
-    let resp = String::from_utf8_lossy(&resp);
-    let json = resp
-        .split_once("\r\n\r\n")
-        .map(|x| x.1)
-        .context("malformed HTTP response")?;
-    let v: Value = serde_json::from_str(json)
-        .with_context(|| format!("malformed JSON-RPC response to {method}"))?;
-    if let Some(e) = v.get("error") {
-        bail!("{method}: {}", e["message"].as_str().unwrap_or("error"));
-    }
-    Ok(v["result"].clone())
 }
 
 #[cfg(test)]

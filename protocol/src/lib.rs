@@ -16,6 +16,7 @@ pub mod keyfile;
 pub mod keys;
 pub mod market;
 pub mod money;
+pub mod negotiate;
 pub mod pricing;
 pub mod spec;
 pub mod tx;

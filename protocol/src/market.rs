@@ -125,7 +125,9 @@ pub struct Offer {
     pub count: u32,
     /// Asked rates per usage component.
     pub rates: Rates,
-    pub calibration: CalibrationSummary,
+    /// The provider's latest calibration (none before its first one; the
+    /// rates are then [`crate::negotiate::default_rates`]).
+    pub calibration: Option<CalibrationSummary>,
 }
 
 /// Step 5: the contract's terms, as the publisher proposes them (with an
@@ -396,7 +398,9 @@ impl Msg {
                 if o.count == 0 {
                     return Err(invalid("count", "zero containers offered"));
                 }
-                o.calibration.validate()?;
+                if let Some(c) = &o.calibration {
+                    c.validate()?;
+                }
                 Ok(())
             }
             Msg::Counter { round, .. } | Msg::Accept { round } if *round >= MAX_ROUNDS => Err(invalid("round", format!("{round} (at most {})", MAX_ROUNDS - 1))),

@@ -128,7 +128,8 @@ pub enum TxBody {
         requirements: Requirements,
         /// Where providers dial (libp2p multiaddr with peer id).
         endpoint: String,
-        /// Highest price per interval the publisher accepts.
+        /// Highest cost of one container per hour at full load of its limits
+        /// that the publisher accepts (see `negotiate::hourly_cost`).
         price_ceiling: Amount,
         expiry_height: u64,
     },

@@ -1,0 +1,10 @@
+//! The market's transport, shared by the provider's agent and the
+//! publisher's command: a libp2p node whose identity is the chain key
+//! ([`session`]), one stream per market session carrying length-prefixed
+//! [`zennet_protocol::market::Msg`] frames, and a blocking JSON-RPC client
+//! for the chain node ([`rpc`]).
+
+pub mod rpc;
+pub mod session;
+
+pub use session::{Node, Session};
