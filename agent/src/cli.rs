@@ -38,11 +38,22 @@ pub struct RunArgs {
     /// two agents on one host need two.
     #[arg(long, default_value = "zennet")]
     pub cgroup_parent: String,
+    /// The chain node's JSON-RPC URL. With it the agent sells on the
+    /// market: it answers announcements, runs contracts and gets paid.
+    #[arg(long, value_name = "URL")]
+    pub rpc: Option<String>,
+    /// Price of the whole machine per second, base units (the asking rates
+    /// until the machine is calibrated).
+    #[arg(long, default_value_t = 1000)]
+    pub price_per_second: u64,
+    /// Lowest counter-offer accepted, percent of the asking rates.
+    #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u64).range(1..=100))]
+    pub reserve_pct: u64,
 }
 
 impl Default for RunArgs {
     fn default() -> Self {
-        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None, cgroup_parent: "zennet".into() }
+        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None, cgroup_parent: "zennet".into(), rpc: None, price_per_second: 1000, reserve_pct: 80 }
     }
 }
 
@@ -111,6 +122,7 @@ pub fn run(args: RunArgs) -> Result<()> {
     args.ensure_busybox_base()?;
     calibrate_if_needed(&args)?;
     let cfg = args.engine_config();
+    let capacity = cfg.capacity.clone();
     let networked = cfg.network.is_some();
     let (engine, network) = match Engine::fork(cfg.clone()) {
         Ok(e) => (e, if networked { "on".to_string() } else { "off".to_string() }),
@@ -124,13 +136,31 @@ pub fn run(args: RunArgs) -> Result<()> {
         }
         Err(e) => return Err(anyhow::Error::new(e).context("start the container engine")),
     };
+    let engine = std::sync::Arc::new(engine);
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         let (adopted, removed) = &engine.recovered;
+        let (adopted, removed) = (adopted.len(), removed.len());
+        let market = match &args.rpc {
+            Some(rpc) => {
+                let store = std::sync::Arc::new(crate::store::Store::open(&crate::store::Store::path_in(&args.state_dir))?);
+                let mcfg = crate::market::MarketConfig {
+                    rpc: rpc.clone(),
+                    price_per_second: zennet_protocol::Amount(args.price_per_second),
+                    reserve_pct: args.reserve_pct,
+                    host_keys_dir: args.state_dir.join("hostkeys"),
+                    ..Default::default()
+                };
+                let m = crate::market::Market::new(key.clone(), engine.clone(), store, capacity, mcfg).await?;
+                Some(tokio::spawn(m.run()))
+            }
+            None => None,
+        };
         // Handlers first: a SIGTERM right after the ready line must stop cleanly.
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
-        println!("zennet-agent ready engine=libcontainer network={network} adopted={} removed={} address={}", adopted.len(), removed.len(), key.address());
+        let market_state = if market.is_some() { "on" } else { "off" };
+        println!("zennet-agent ready engine=libcontainer network={network} adopted={adopted} removed={removed} market={market_state} address={}", key.address());
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},

@@ -17,4 +17,5 @@ pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod containers;
+pub mod market;
 pub mod store;

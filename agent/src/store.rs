@@ -1,16 +1,25 @@
 //! The agent's persistent state: one redb database in its state directory
-//! (`<state_dir>/agent.redb`). Today it holds calibration records, keyed
-//! by time so the latest is the last key; later issues add contracts,
-//! vouchers and reputation as tables of their own.
+//! (`<state_dir>/agent.redb`): calibration records, keyed by time so the
+//! latest is the last key, and contract records (the signed contract, its
+//! channel, state and best voucher), keyed by contract id. Every write is a
+//! durable redb commit before the caller acts on it (a voucher is
+//! acknowledged only after its commit returns).
 
 use crate::calibrate::CalibrationRecord;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
 use std::path::{Path, PathBuf};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
+use zennet_protocol::market::Contract;
 use zennet_protocol::pricing::Fingerprint;
+use zennet_protocol::tx::{ChannelId, Hash32};
+use zennet_protocol::voucher::SignedVoucher;
+use zennet_protocol::{Amount, UsageVector};
 
 /// Calibration records, JSON, keyed by (unix seconds << 16 | sequence).
 const CALIBRATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("calibrations");
+/// Contract records, JSON, keyed by contract id.
+const CONTRACTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contracts");
 /// Largest record accepted when reading back.
 const MAX_RECORD_BYTES: usize = 16 << 20;
 
@@ -24,8 +33,11 @@ pub enum StoreError {
     #[error("store {path}: calibration record {key} is corrupt: {reason}")]
     Corrupt { path: PathBuf, key: u64, reason: String },
     /// A record could not be encoded.
-    #[error("encode calibration record: {0}")]
+    #[error("encode record: {0}")]
     Encode(serde_json::Error),
+    /// A stored contract record does not decode.
+    #[error("store {path}: contract record {id} is corrupt: {reason}")]
+    CorruptContract { path: PathBuf, id: String, reason: String },
 }
 
 /// The agent's database.
@@ -83,6 +95,80 @@ impl Store {
             return Err(StoreError::Corrupt { path: self.path.clone(), key, reason: format!("{} bytes, limit {MAX_RECORD_BYTES}", b.len()) });
         }
         serde_json::from_slice(b).map(Some).map_err(|e| StoreError::Corrupt { path: self.path.clone(), key, reason: e.to_string() })
+    }
+}
+
+/// Where a contract is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ContractState {
+    /// Both signed; waiting for the channel.
+    Signed,
+    /// The container runs and is metered.
+    Active,
+    /// Ended; `ChannelClose` with the best voucher is being submitted.
+    Settling,
+    /// Done: closed on chain (or nothing was owed).
+    Settled,
+}
+
+/// One contract as the agent keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ContractRecord {
+    pub contract: Contract,
+    /// The engine's container id.
+    pub container: String,
+    pub channel: Option<ChannelId>,
+    pub state: ContractState,
+    /// The highest voucher received and checked.
+    pub best_voucher: Option<SignedVoucher>,
+    /// Cumulative usage in the last report sent.
+    pub last_usage: Option<UsageVector>,
+    /// The `ChannelClose` tx, once submitted.
+    pub settle_tx: Option<Hash32>,
+    /// Why it ended.
+    pub end_reason: Option<String>,
+}
+
+impl ContractRecord {
+    pub fn id(&self) -> Hash32 {
+        self.contract.terms.id()
+    }
+
+    /// What the best voucher promises.
+    pub fn paid(&self) -> Amount {
+        self.best_voucher.as_ref().map_or(Amount::ZERO, |v| v.voucher.cumulative)
+    }
+}
+
+impl Store {
+    /// Writes (or replaces) a contract record; durable when it returns.
+    pub fn put_contract(&self, rec: &ContractRecord) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(rec).map_err(StoreError::Encode)?;
+        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        w.open_table(CONTRACTS).map_err(|e| self.err(e))?.insert(&rec.id().0, bytes.as_slice()).map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))
+    }
+
+    /// Every contract record, in id order.
+    pub fn contracts(&self) -> Result<Vec<ContractRecord>, StoreError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match r.open_table(CONTRACTS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Vec::new()),
+            Err(e) => return Err(self.err(e)),
+        };
+        let mut out = Vec::new();
+        for item in t.iter().map_err(|e| self.err(e))? {
+            let (k, v) = item.map_err(|e| self.err(e))?;
+            let id = hex::encode(k.value());
+            let b = v.value();
+            if b.len() > MAX_RECORD_BYTES {
+                return Err(StoreError::CorruptContract { path: self.path.clone(), id, reason: format!("{} bytes", b.len()) });
+            }
+            out.push(serde_json::from_slice(b).map_err(|e| StoreError::CorruptContract { path: self.path.clone(), id, reason: e.to_string() })?);
+        }
+        Ok(out)
     }
 }
 

@@ -5,7 +5,7 @@
 
 use anyhow::{bail, Context};
 use clap::Subcommand;
-use serde_json::{json, Value};
+use serde_json::json;
 use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::time::Duration;

@@ -4,45 +4,13 @@
 //! the key files as they were.
 
 use serde_json::Value;
-use std::io::{BufRead, BufReader, Write};
+use std::io::Write;
 use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
+use std::path::Path;
+use std::process::{Command, Output, Stdio};
 
-/// A running `xencoind --dev`; killed and reaped on drop.
-struct Devnet {
-    child: Child,
-    rpc: String,
-}
-
-impl Drop for Devnet {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// `xencoind` sits next to `zennet` in the target directory (`make test`
-/// builds every binary first).
-fn xencoind() -> PathBuf {
-    let p = Path::new(env!("CARGO_BIN_EXE_zennet")).with_file_name("xencoind");
-    assert!(p.exists(), "{} missing: build the workspace's binaries first (`cargo build --bins`)", p.display());
-    p
-}
-
-fn devnet(data: &Path) -> Devnet {
-    let mut child = Command::new(xencoind())
-        .args(["--dev", "--rpc-addr", "127.0.0.1:0", "--data-dir"])
-        .arg(data)
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("spawn xencoind");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    let rpc = format!("http://{}", line.trim().rsplit("http://").next().unwrap());
-    Devnet { child, rpc }
-}
+mod common;
+use common::{xencoind, Devnet};
 
 fn zennet(net: &Devnet, key: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zennet"))

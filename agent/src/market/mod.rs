@@ -1,0 +1,198 @@
+//! The provider's side of the market (ARCHITECTURE.md steps 2 to 9): watch
+//! the chain for announcements that fit the free capacity and pay at least
+//! the reserve, dial the publisher, negotiate ([`session`]), start the
+//! container once the channel is in a block, then meter and get paid
+//! ([`pay`]). Contracts and vouchers live in the agent's redb store; on
+//! start, every contract a previous run left open is settled with its best
+//! stored voucher.
+
+mod pay;
+mod session;
+
+use crate::containers::Engine;
+use crate::store::{ContractState, Store};
+use anyhow::Context;
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use zennet_net::rpc::{AnnView, Chain};
+use zennet_net::Node;
+use zennet_protocol::keys::SecretKey;
+use zennet_protocol::negotiate::{default_rates, hourly_cost, scale};
+use zennet_protocol::spec::Capacity;
+use zennet_protocol::tx::Hash32;
+use zennet_protocol::{Amount, CalibrationSummary, Rates};
+
+/// The provider's market settings (each a `zennet-agent run` option).
+#[derive(Debug, Clone)]
+pub struct MarketConfig {
+    /// The chain node's JSON-RPC URL.
+    pub rpc: String,
+    /// Price of the whole machine per second, base units (used when there
+    /// is no calibration record; a record carries its own).
+    pub price_per_second: Amount,
+    /// Lowest counter accepted, percent of the asking rates.
+    pub reserve_pct: u64,
+    /// Largest exposure bound accepted in a contract.
+    pub max_exposure: Amount,
+    /// Intervals a container stays frozen for non-payment before it is killed.
+    pub grace_intervals: u32,
+    /// How often the chain is polled for announcements.
+    pub poll: Duration,
+    /// Fee paid on the agent's own txs (`ChannelClose`).
+    pub fee: Amount,
+    /// Where containers' SSH host keys are kept.
+    pub host_keys_dir: std::path::PathBuf,
+}
+
+impl Default for MarketConfig {
+    fn default() -> Self {
+        MarketConfig {
+            rpc: "http://127.0.0.1:8645".into(),
+            price_per_second: Amount(1_000),
+            reserve_pct: 80,
+            max_exposure: Amount(100 * Amount::BASE_PER_XEN),
+            grace_intervals: 3,
+            poll: Duration::from_millis(250),
+            fee: Amount(1_000),
+            host_keys_dir: "/var/lib/zennet/hostkeys".into(),
+        }
+    }
+}
+
+/// Capacity promised to sessions and contracts.
+#[derive(Debug, Default, Clone, Copy)]
+struct Used {
+    memory_bytes: u64,
+    cpu_millicores: u64,
+    disk_bytes: u64,
+}
+
+/// Everything a session needs, shared.
+pub struct Market {
+    key: SecretKey,
+    chain: Arc<Chain>,
+    engine: Arc<Engine>,
+    store: Arc<Store>,
+    node: Node,
+    cfg: MarketConfig,
+    capacity: Capacity,
+    used: Mutex<Used>,
+    ask: Rates,
+    calibration: Option<CalibrationSummary>,
+}
+
+impl Market {
+    /// Connects the pieces; reads the latest calibration for the asking rates.
+    pub async fn new(key: SecretKey, engine: Arc<Engine>, store: Arc<Store>, capacity: Capacity, cfg: MarketConfig) -> anyhow::Result<Arc<Market>> {
+        let node = Node::start(&key, None).await.context("start the libp2p node")?;
+        let (ask, calibration) = match store.latest_calibration() {
+            Ok(Some(rec)) => (rec.rates, Some(rec.summary())),
+            _ => (default_rates(cfg.price_per_second, &capacity), None),
+        };
+        let chain = Arc::new(Chain::new(&cfg.rpc));
+        Ok(Arc::new(Market { key, chain, engine, store, node, cfg, capacity, used: Mutex::new(Used::default()), ask, calibration }))
+    }
+
+    fn reserve(&self) -> Rates {
+        scale(&self.ask, self.cfg.reserve_pct, 100)
+    }
+
+    /// How many containers of `ann` fit the free capacity (0 if none), and
+    /// reserves them. [`Market::release`] gives them back.
+    fn take(&self, ann: &AnnView) -> u32 {
+        let r = &ann.requirements;
+        let mut u = self.used.lock().unwrap();
+        let free = |cap: u64, used: u64, each: u64| if each == 0 { u64::MAX } else { cap.saturating_sub(used) / each };
+        let n = free(self.capacity.memory_bytes, u.memory_bytes, r.memory_bytes)
+            .min(free(self.capacity.cpu_millicores as u64, u.cpu_millicores, r.cpu_millicores as u64))
+            .min(free(self.capacity.disk_bytes, u.disk_bytes, r.disk_bytes))
+            .min(r.count as u64) as u32;
+        u.memory_bytes += r.memory_bytes * n as u64;
+        u.cpu_millicores += r.cpu_millicores as u64 * n as u64;
+        u.disk_bytes += r.disk_bytes * n as u64;
+        n
+    }
+
+    fn release(&self, ann: &AnnView, n: u32) {
+        let r = &ann.requirements;
+        let mut u = self.used.lock().unwrap();
+        u.memory_bytes = u.memory_bytes.saturating_sub(r.memory_bytes * n as u64);
+        u.cpu_millicores = u.cpu_millicores.saturating_sub(r.cpu_millicores as u64 * n as u64);
+        u.disk_bytes = u.disk_bytes.saturating_sub(r.disk_bytes * n as u64);
+    }
+
+    /// Runs until the process ends: settles what a previous run left open,
+    /// then answers every fitting announcement.
+    pub async fn run(self: Arc<Self>) {
+        self.clone().recover().await;
+        let mut seen: HashSet<Hash32> = HashSet::new();
+        let mut warned = false;
+        loop {
+            let filter = json!({
+                "max_memory_bytes": self.capacity.memory_bytes,
+                "max_cpu_millicores": self.capacity.cpu_millicores,
+                "max_disk_bytes": self.capacity.disk_bytes,
+            });
+            let chain = self.chain.clone();
+            match tokio::task::spawn_blocking(move || chain.announcements(filter)).await.expect("rpc task") {
+                Ok(anns) => {
+                    warned = false;
+                    for ann in anns {
+                        if seen.insert(ann.id) {
+                            self.clone().consider(ann);
+                        }
+                    }
+                }
+                Err(e) if !warned => {
+                    warned = true;
+                    tracing::warn!("chain unreachable at {}: {e:#}", self.cfg.rpc);
+                }
+                Err(_) => {}
+            }
+            tokio::time::sleep(self.cfg.poll).await;
+        }
+    }
+
+    /// Answers one announcement if it pays at least the reserve and fits.
+    fn consider(self: Arc<Self>, ann: AnnView) {
+        if ann.publisher == self.key.address() {
+            return;
+        }
+        let spec_probe = session::spec_of(&ann.requirements, "probe");
+        let reserve_h = hourly_cost(&self.reserve(), &spec_probe);
+        if ann.price_ceiling < reserve_h {
+            tracing::info!("announcement {} pays at most {} per hour, below the reserve {reserve_h}", ann.id, ann.price_ceiling);
+            return;
+        }
+        let n = self.take(&ann);
+        if n == 0 {
+            tracing::info!("announcement {} does not fit the free capacity", ann.id);
+            return;
+        }
+        tokio::spawn(async move {
+            let r = session::provide(self.clone(), &ann, n).await;
+            self.release(&ann, n);
+            match r {
+                Ok(()) => tracing::info!("session for {} ended", ann.id),
+                Err(e) => tracing::warn!("session for {} failed: {e:#}", ann.id),
+            }
+        });
+    }
+
+    /// Settles every contract a previous run left open, with its best voucher.
+    async fn recover(self: Arc<Self>) {
+        let recs = match self.store.contracts() {
+            Ok(r) => r,
+            Err(e) => {
+                tracing::error!("reading contracts: {e}");
+                return;
+            }
+        };
+        for mut rec in recs.into_iter().filter(|r| r.state != ContractState::Settled) {
+            tracing::info!("settling contract {} left open by a previous run", rec.id());
+            pay::settle(&self, &mut rec, "agent restarted").await;
+        }
+    }
+}

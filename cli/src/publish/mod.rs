@@ -1,0 +1,398 @@
+//! The publisher's side of the market: `zennet rent` announces a job,
+//! listens for providers on libp2p, negotiates and pays each of them
+//! ([`session`]), and when the job stops makes sure every channel ends
+//! settled: closed by its provider, or refunded after expiry ([`settle`]).
+//! It runs in the foreground until `--duration` passes or it is
+//! interrupted; the background daemon of `zennet -n N` builds on it.
+
+mod session;
+mod settle;
+
+use anyhow::{bail, Context};
+use clap::Args;
+use serde_json::json;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::watch;
+use zennet_net::rpc::Chain;
+use zennet_net::Node;
+use zennet_protocol::keys::{PublicKey, SecretKey};
+use zennet_protocol::market::{Contract, UsageReport, DEFAULT_INTERVAL_MS};
+use zennet_protocol::negotiate::{full_load_usage, hourly_cost};
+use zennet_protocol::spec::ContainerSpec;
+use zennet_protocol::tx::{ChannelId, Hash32, Requirements, TxBody};
+use zennet_protocol::voucher::SignedVoucher;
+use zennet_protocol::{cost, Amount};
+
+/// `zennet rent`: hire containers and pay for them as they run.
+#[derive(Args, Debug, Clone)]
+pub struct RentArgs {
+    /// Containers to hire.
+    #[arg(short = 'n', long = "count", default_value_t = 1)]
+    pub count: u32,
+    /// Memory per container, e.g. 64M, 512M, 2G.
+    #[arg(short = 'm', long = "memory", default_value = "512M", value_parser = parse_size)]
+    pub memory: u64,
+    /// CPUs per container (fractions allowed, e.g. 0.5).
+    #[arg(long, default_value_t = 1.0)]
+    pub cpus: f64,
+    /// Disk per container, e.g. 256M.
+    #[arg(long, default_value = "256M", value_parser = parse_size)]
+    pub disk: u64,
+    /// Base image the provider offers.
+    #[arg(long, default_value = "busybox")]
+    pub image: String,
+    /// Most a container may cost per hour at full load, XEN.
+    #[arg(long, default_value = "0.1")]
+    pub max_price: String,
+    /// Stop after this many seconds (default: run until interrupted).
+    #[arg(long, value_name = "SECONDS")]
+    pub duration: Option<u64>,
+    /// Metering interval, milliseconds.
+    #[arg(long, default_value_t = DEFAULT_INTERVAL_MS)]
+    pub interval_ms: u32,
+    /// Deposit per container, XEN (default: the full-load cost of the
+    /// duration, or of one hour, at the ceiling).
+    #[arg(long)]
+    pub deposit: Option<String>,
+    /// Chain blocks until the channels may be refunded.
+    #[arg(long, default_value_t = 3600)]
+    pub expiry_blocks: u64,
+    /// Seconds to wait for all containers to be ready.
+    #[arg(long, default_value_t = 60)]
+    pub timeout: u64,
+    /// libp2p listen address providers dial.
+    #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
+    pub listen: String,
+    /// Fee per transaction, base units (the dev network's minimum is 1000).
+    #[arg(long, default_value_t = 1000)]
+    pub fee: u64,
+    /// Most unpaid value a provider carries before freezing, XEN per
+    /// container (default: five intervals at full load at the ceiling).
+    #[arg(long)]
+    pub exposure: Option<String>,
+    /// Print the outcome as JSON on stdout.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Parses `512M`, `2G`, `65536` (bytes), `64K`.
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let s = s.trim();
+    let (num, mult) = match s.chars().last() {
+        Some('K' | 'k') => (&s[..s.len() - 1], 1u64 << 10),
+        Some('M' | 'm') => (&s[..s.len() - 1], 1 << 20),
+        Some('G' | 'g') => (&s[..s.len() - 1], 1 << 30),
+        Some('T' | 't') => (&s[..s.len() - 1], 1 << 40),
+        _ => (s, 1),
+    };
+    let n: u64 = num.parse().map_err(|_| format!("{s:?} is not a size (e.g. 512M, 2G)"))?;
+    n.checked_mul(mult).ok_or_else(|| format!("{s:?} is too large"))
+}
+
+/// Where a contract is, as the publisher sees it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum State {
+    Opening,
+    Ready,
+    Ended,
+    Failed,
+}
+
+/// One contract as the publisher keeps it.
+#[derive(Debug, Clone)]
+pub struct PubContract {
+    pub contract: Contract,
+    pub channel: ChannelId,
+    pub state: State,
+    pub reason: Option<String>,
+    pub last_report: Option<UsageReport>,
+    pub voucher: Option<SignedVoucher>,
+    pub acked: u64,
+    pub last_seen: Instant,
+}
+
+impl PubContract {
+    fn new(contract: Contract, channel: ChannelId) -> Self {
+        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, last_seen: Instant::now() }
+    }
+    fn end(&mut self, why: &str) {
+        if matches!(self.state, State::Opening | State::Ready) {
+            self.state = State::Ended;
+            self.reason = Some(why.into());
+        }
+    }
+    fn fail(&mut self, why: &str) {
+        if matches!(self.state, State::Opening | State::Ready) {
+            self.state = State::Failed;
+            self.reason = Some(why.into());
+        }
+    }
+    fn paid(&self) -> Amount {
+        self.voucher.as_ref().map_or(Amount::ZERO, |v| v.voucher.cumulative)
+    }
+}
+
+/// The job being hired for, shared by every session.
+pub struct Job {
+    pub key: SecretKey,
+    pub chain: Arc<Chain>,
+    pub chain_id: String,
+    pub ann: Hash32,
+    pub spec: ContainerSpec,
+    pub ceiling: Amount,
+    pub deposit: Amount,
+    pub exposure: Amount,
+    pub interval_ms: u32,
+    pub expiry_height: u64,
+    pub fee: Amount,
+    pub want: u32,
+    next_index: Mutex<u32>,
+    contracts: Mutex<BTreeMap<Hash32, PubContract>>,
+    pub stop: watch::Sender<bool>,
+}
+
+impl Job {
+    /// Hands out up to `n` container indices not yet given to anyone.
+    fn assign(&self, n: u32) -> Vec<u32> {
+        let mut next = self.next_index.lock().unwrap();
+        let k = n.min(self.want - *next);
+        let v = (*next..*next + k).collect();
+        *next += k;
+        v
+    }
+    fn add(&self, c: PubContract) {
+        self.contracts.lock().unwrap().insert(c.contract.terms.id(), c);
+    }
+    fn get(&self, id: &Hash32) -> Option<PubContract> {
+        self.contracts.lock().unwrap().get(id).cloned()
+    }
+    fn update(&self, id: &Hash32, f: impl FnOnce(&mut PubContract)) {
+        if let Some(c) = self.contracts.lock().unwrap().get_mut(id) {
+            f(c)
+        }
+    }
+    fn for_provider(&self, p: &PublicKey, mut f: impl FnMut(&mut PubContract)) {
+        self.contracts.lock().unwrap().values_mut().filter(|c| c.contract.terms.provider == *p).for_each(&mut f)
+    }
+    fn provider_done(&self, p: &PublicKey) -> bool {
+        self.contracts.lock().unwrap().values().filter(|c| c.contract.terms.provider == *p).all(|c| matches!(c.state, State::Ended | State::Failed))
+    }
+    /// A session failed: its contracts failed; indices never contracted go back.
+    fn fail_session(&self, indices: &[u32], why: &str) {
+        let mut cs = self.contracts.lock().unwrap();
+        for c in cs.values_mut().filter(|c| indices.contains(&c.contract.terms.index)) {
+            c.fail(why);
+        }
+    }
+    fn ready(&self) -> usize {
+        self.contracts.lock().unwrap().values().filter(|c| c.state == State::Ready).count()
+    }
+    fn snapshot(&self) -> Vec<PubContract> {
+        self.contracts.lock().unwrap().values().cloned().collect()
+    }
+}
+
+/// `zennet rent`.
+pub fn rent(args: RentArgs, key_path: &std::path::Path, rpc: &str) -> anyhow::Result<()> {
+    let key = crate::wallet::read_key(key_path)?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(rent_async(args, key, rpc))
+}
+
+fn xen(s: &str, what: &str) -> anyhow::Result<Amount> {
+    Amount::parse_xen(s).map_err(|e| anyhow::anyhow!("{what} {s:?}: {e}"))
+}
+
+async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str) -> anyhow::Result<()> {
+    if args.count == 0 {
+        bail!("--count must be at least 1");
+    }
+    if !(args.cpus > 0.0 && args.cpus <= 1024.0) {
+        bail!("--cpus {} must be above 0", args.cpus);
+    }
+    let chain = Arc::new(Chain::new(rpc));
+    let c2 = chain.clone();
+    let (chain_id, head) = tokio::task::spawn_blocking(move || anyhow::Ok((c2.chain_id()?, c2.head()?)))
+        .await?
+        .with_context(|| format!("no chain node reachable at {rpc}"))?;
+    let spec = ContainerSpec {
+        memory_bytes: args.memory,
+        cpu_millicores: (args.cpus * 1000.0).round() as u32,
+        pids_max: 256,
+        disk_bytes: args.disk,
+        io_weight: 100,
+        env: Vec::new(),
+        ssh_authorized_keys: Vec::new(),
+        base: args.image.clone(),
+        tenant: key.address().to_string(),
+    };
+    let unbounded = zennet_protocol::spec::Capacity { memory_bytes: u64::MAX, cpu_millicores: u32::MAX, pids_max: u32::MAX, disk_bytes: u64::MAX };
+    spec.validate(&unbounded).context("the container asked for")?;
+    let ceiling = xen(&args.max_price, "--max-price")?;
+    let hours_ppm = args.duration.map_or(1_000_000, |d| (d * 1_000_000 / 3600).max(1));
+    let deposit = match &args.deposit {
+        Some(d) => xen(d, "--deposit")?,
+        None => Amount(((ceiling.0 as u128 * hours_ppm as u128 / 1_000_000) as u64).max(1).saturating_add(ceiling.0 / 10)),
+    };
+    // Exposure: five intervals at full load at the ceiling.
+    let per_interval = ceiling.0 as u128 * args.interval_ms as u128 / 3_600_000;
+    let exposure = match &args.exposure {
+        Some(e) => xen(e, "--exposure")?,
+        None => Amount(((per_interval * 5) as u64).clamp(1, deposit.0)),
+    };
+    if exposure == Amount::ZERO || exposure > deposit {
+        bail!("--exposure {exposure} must be above zero and at most the deposit {deposit}");
+    }
+    let fee = Amount(args.fee);
+    let need = Amount(deposit.0.saturating_add(fee.0).saturating_mul(args.count as u64).saturating_add(fee.0));
+    let (c2, me) = (chain.clone(), key.address());
+    let (balance, _) = tokio::task::spawn_blocking(move || c2.account(&me)).await??;
+    if balance < need {
+        bail!("not enough balance for the deposits: {me} has {balance}, {} containers need {need} ({deposit} deposit + {fee} fee each, and the announcement's fee)", args.count);
+    }
+
+    let node = Node::start(&key, Some(args.listen.parse().with_context(|| format!("--listen {:?}", args.listen))?)).await?;
+    let endpoint = node.listen_addrs().await.into_iter().next().context("the libp2p node has no listen address")?;
+    let mut incoming = node.incoming()?;
+    let job_id = hex::encode(&rand8());
+    let requirements = Requirements { count: args.count, memory_bytes: spec.memory_bytes, cpu_millicores: spec.cpu_millicores, disk_bytes: spec.disk_bytes, image: spec.base.clone() };
+    let ann_expiry = head.height + args.timeout + 30;
+    let body = TxBody::Announce { job_id: job_id.clone(), requirements, endpoint: endpoint.to_string(), price_ceiling: ceiling, expiry_height: ann_expiry };
+    let (c2, k2) = (chain.clone(), key.clone());
+    let t0 = Instant::now();
+    let ann = tokio::task::spawn_blocking(move || -> anyhow::Result<Hash32> {
+        let (h, _) = c2.submit(&k2, fee, body)?;
+        c2.wait_included(&h, Duration::from_secs(30))?;
+        Ok(h)
+    })
+    .await?
+    .context("announce the job")?;
+    eprintln!("zennet: announced job {job_id} ({ann}): {} x {} MiB, {} cpus, ceiling {ceiling} per hour", args.count, spec.memory_bytes >> 20, args.cpus);
+
+    let (stop, _) = watch::channel(false);
+    let job = Arc::new(Job {
+        key,
+        chain: chain.clone(),
+        chain_id,
+        ann,
+        spec,
+        ceiling,
+        deposit,
+        exposure,
+        interval_ms: args.interval_ms,
+        expiry_height: head.height + args.expiry_blocks,
+        fee,
+        want: args.count,
+        next_index: Mutex::new(0),
+        contracts: Mutex::new(BTreeMap::new()),
+        stop,
+    });
+    let mut sessions = tokio::task::JoinSet::new();
+    let j2 = job.clone();
+    let acceptor = tokio::spawn(async move {
+        let mut set = tokio::task::JoinSet::new();
+        while let Some(s) = incoming.next().await {
+            let (j, peer) = (j2.clone(), s.peer_key.address());
+            set.spawn(async move {
+                if let Err(e) = session::serve(j, s).await {
+                    eprintln!("zennet: provider {peer}: {e:#}");
+                }
+            });
+        }
+    });
+    sessions.spawn(async move {
+        let _ = acceptor.await;
+    });
+
+    // Hire.
+    let deadline = t0 + Duration::from_secs(args.timeout);
+    let mut shown = 0;
+    while job.ready() < args.count as usize && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let r = job.ready();
+        if r != shown && !args.json {
+            eprintln!("zennet: {r}/{} containers ready ({:.1} s)", args.count, t0.elapsed().as_secs_f64());
+            shown = r;
+        }
+    }
+    let hire_ms = t0.elapsed().as_millis() as u64;
+    let ready = job.ready();
+    if ready < args.count as usize {
+        eprintln!("zennet: only {ready} of {} containers ready within {} s", args.count, args.timeout);
+    }
+    for c in job.snapshot().iter().filter(|c| c.state == State::Ready) {
+        let t = &c.contract.terms;
+        let line = json!({"event": "ready", "index": t.index, "provider": t.provider.address().to_string(), "channel": c.channel.to_string(), "price_per_hour": hourly_cost(&t.rates, &t.spec).0, "hire_ms": hire_ms});
+        if args.json {
+            println!("{line}");
+        } else {
+            println!("zn-{} provider={} channel={} cpus={} memory={}MiB price/h={}", t.index + 1, t.provider.address(), c.channel, t.spec.cpu_millicores as f64 / 1000.0, t.spec.memory_bytes >> 20, hourly_cost(&t.rates, &t.spec));
+        }
+    }
+
+    // Run until the duration passes or an interrupt.
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+    let until = async {
+        match args.duration {
+            Some(d) => tokio::time::sleep_until((t0 + Duration::from_secs(d)).into()).await,
+            None => std::future::pending().await,
+        }
+    };
+    if ready > 0 {
+        tokio::select! {
+            _ = until => {},
+            _ = tokio::signal::ctrl_c() => eprintln!("zennet: interrupted, stopping"),
+            _ = term.recv() => eprintln!("zennet: terminated, stopping"),
+        }
+    }
+    let _ = job.stop.send(true);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let outcome = settle::settle_all(&job).await;
+    drop(node);
+    print_outcome(&job, &outcome, hire_ms, args.json);
+    if ready < args.count as usize {
+        bail!("{ready} of {} containers were ready within {} s", args.count, args.timeout);
+    }
+    Ok(())
+}
+
+fn print_outcome(job: &Job, outcome: &BTreeMap<Hash32, settle::Outcome>, hire_ms: u64, json_out: bool) {
+    let mut rows = Vec::new();
+    for c in job.snapshot() {
+        let t = &c.contract.terms;
+        let o = outcome.get(&c.contract.terms.id());
+        let usage = c.last_report.as_ref().map(|r| r.usage.clone());
+        let owed = usage.as_ref().and_then(|u| cost(&t.rates, u).ok()).unwrap_or(Amount::ZERO);
+        rows.push(json!({
+            "index": t.index,
+            "contract": t.id().to_string(),
+            "provider": t.provider.address().to_string(),
+            "channel": c.channel.to_string(),
+            "state": c.state,
+            "reason": c.reason,
+            "deposit": t.deposit.0,
+            "rates": t.rates,
+            "voucher": c.paid().0,
+            "owed_by_last_report": owed.0,
+            "reports": c.last_report.as_ref().map_or(0, |r| r.seq),
+            "usage": usage.map(|u| u.counters),
+            "settled_by": o.map(|o| o.how),
+            "paid_on_chain": o.map(|o| o.paid.0),
+            "refunded": o.map(|o| o.refunded.0),
+        }));
+        if !json_out {
+            eprintln!("zennet: zn-{} {:?} paid {} of deposit {} ({})", t.index + 1, c.state, c.paid(), t.deposit, o.map_or("unsettled", |o| o.how));
+        }
+    }
+    if json_out {
+        println!("{}", json!({"event": "done", "job": job.ann.to_string(), "hire_ms": hire_ms, "full_load_hour": full_load_usage(&job.spec, 3600).counters, "contracts": rows}));
+    }
+}
+
+fn rand8() -> [u8; 8] {
+    let mut b = [0u8; 8];
+    getrandom::fill(&mut b).expect("the OS random source");
+    b
+}

@@ -1,0 +1,179 @@
+//! One provider's session, the publisher's side of `protocol/README.md`:
+//! hello and auth (the provider's hello key must be its noise-authenticated
+//! peer key), rounds under the announcement's ceiling, terms for the
+//! container indices this provider gets, countersign and `ChannelOpen`,
+//! then a voucher for every usage report that passes `check_report`.
+
+use super::{Job, PubContract, State};
+use anyhow::{bail, Context};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use zennet_net::Session;
+use zennet_protocol::market::{check_hellos, check_report, session_transcript, Contract, Hello, Msg, Terms, MARKET_VERSION};
+use zennet_protocol::negotiate::{publisher_move, PublisherMove};
+use zennet_protocol::tx::{Hash32, TxBody};
+use zennet_protocol::voucher::Voucher;
+use zennet_protocol::Rates;
+
+const STEP: Duration = Duration::from_secs(15);
+
+/// Serves one provider until the job stops or the provider goes away.
+pub async fn serve(job: Arc<Job>, mut s: Session) -> anyhow::Result<()> {
+    let provider = s.peer_key;
+    let Msg::Hello(theirs) = s.recv_within(STEP).await? else { bail!("expected the provider's hello") };
+    if theirs.key != provider {
+        bail!("the provider's hello names a key other than its peer id's");
+    }
+    let mine = Hello { version: MARKET_VERSION, chain_id: job.chain_id.clone(), job: job.ann, key: job.key.public(), nonce: Hash32(rand32()) };
+    s.send(&Msg::Hello(mine.clone())).await?;
+    check_hellos(&theirs, &mine)?;
+    let transcript = session_transcript(&theirs, &mine);
+    let Msg::Auth { sig } = s.recv_within(STEP).await? else { bail!("expected the provider's auth") };
+    provider.verify(&transcript, &sig).context("the provider's session signature")?;
+    s.send(&Msg::Auth { sig: job.key.sign(&transcript) }).await?;
+
+    // Rounds.
+    let mut last_counter: Option<Rates> = None;
+    let offer = loop {
+        let offer = match s.recv_within(STEP).await? {
+            Msg::Offer(o) => o,
+            Msg::Reject { reason } => bail!("provider {} declined: {reason}", provider.address()),
+            other => bail!("unexpected message during negotiation: {other:?}"),
+        };
+        match publisher_move(&offer.rates, &job.spec, job.ceiling, offer.round, last_counter.as_ref()) {
+            PublisherMove::Accept => {
+                s.send(&Msg::Accept { round: offer.round }).await?;
+                break offer;
+            }
+            PublisherMove::Counter(rates) => {
+                s.send(&Msg::Counter { round: offer.round + 1, rates }).await?;
+                last_counter = Some(rates);
+            }
+            PublisherMove::Reject(why) => {
+                s.send(&Msg::Reject { reason: why.clone() }).await?;
+                bail!("provider {}: {why}", provider.address());
+            }
+        }
+    };
+    let indices = job.assign(offer.count);
+    if indices.is_empty() {
+        s.send(&Msg::Reject { reason: "the job is full".into() }).await?;
+        return Ok(());
+    }
+    let mut proposed = Vec::new();
+    for &index in &indices {
+        let terms = Terms {
+            chain_id: job.chain_id.clone(),
+            job: job.ann,
+            index,
+            provider,
+            publisher: job.key.public(),
+            spec: job.spec.clone(),
+            rates: offer.rates,
+            interval_ms: job.interval_ms,
+            exposure_bound: job.exposure,
+            deposit: job.deposit,
+            expiry_height: job.expiry_height,
+            host_key_fingerprint: String::new(),
+        };
+        s.send(&Msg::Propose(terms.clone())).await?;
+        proposed.push(terms);
+    }
+    let r = run_contracts(&job, &mut s, proposed).await;
+    if r.is_err() {
+        job.fail_session(&indices, &format!("{:#}", r.as_ref().err().unwrap()));
+    }
+    r
+}
+
+async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>) -> anyhow::Result<()> {
+    let provider = s.peer_key;
+    let mut stop = job.stop.subscribe();
+    let mut check = tokio::time::interval(Duration::from_millis(job.interval_ms as u64 / 2));
+    loop {
+        tokio::select! {
+            msg = s.recv() => match msg.context("provider session")? {
+                Msg::Sign { terms, sig } => {
+                    let Some(pos) = proposed.iter().position(|p| p.index == terms.index) else { bail!("sign for terms never proposed") };
+                    let mut want = proposed.remove(pos);
+                    want.host_key_fingerprint = terms.host_key_fingerprint.clone();
+                    if want != terms {
+                        bail!("the provider changed more than the host-key fingerprint");
+                    }
+                    terms.validate(true)?;
+                    provider.verify(&terms.signing_bytes(), &sig).context("the provider's contract signature")?;
+                    let publisher_sig = job.key.sign(&terms.signing_bytes());
+                    let contract = Contract { terms, provider_sig: sig, publisher_sig };
+                    contract.verify()?;
+                    let id = contract.terms.id();
+                    s.send(&Msg::Countersign { contract: id, sig: publisher_sig }).await?;
+                    let (chain, key) = (job.chain.clone(), job.key.clone());
+                    let body = TxBody::ChannelOpen { provider: provider.address(), deposit: job.deposit, expiry_height: job.expiry_height };
+                    let fee = job.fee;
+                    let (tx, nonce) = tokio::task::spawn_blocking(move || chain.submit(&key, fee, body)).await?.context("submit ChannelOpen")?;
+                    let channel = Hash32::channel_id(&job.key.address(), nonce);
+                    job.add(PubContract::new(contract, channel));
+                    s.send(&Msg::ChannelOpened { contract: id, channel, tx }).await?;
+                }
+                Msg::Ready { contract } => job.update(&contract, |c| {
+                    c.state = State::Ready;
+                    c.last_seen = Instant::now();
+                }),
+                Msg::Usage(report) => {
+                    let id = report.report.contract;
+                    let Some(c) = job.get(&id) else { bail!("usage for unknown contract {id}") };
+                    match check_report(&c.contract, c.last_report.as_ref(), &report) {
+                        Ok(owed) => {
+                            let cumulative = owed.min(job.deposit);
+                            let v = Voucher { chain_id: job.chain_id.clone(), channel: c.channel, cumulative, nonce: report.report.seq }.sign(&job.key);
+                            job.update(&id, |c| {
+                                c.last_report = Some(report.report.clone());
+                                c.last_seen = Instant::now();
+                                c.voucher = Some(v.clone());
+                            });
+                            s.send(&Msg::Voucher { contract: id, voucher: v }).await?;
+                            if owed >= job.deposit {
+                                s.send(&Msg::Close { contract: Some(id), reason: "the deposit is spent".into() }).await?;
+                                job.update(&id, |c| c.end("the deposit is spent"));
+                            }
+                        }
+                        Err(e) => {
+                            let reason = format!("dropped: {e}");
+                            s.send(&Msg::Close { contract: Some(id), reason: reason.clone() }).await?;
+                            job.update(&id, |c| c.fail(&reason));
+                        }
+                    }
+                }
+                Msg::VoucherAck { contract, nonce } => job.update(&contract, |c| c.acked = c.acked.max(nonce)),
+                Msg::Close { contract: Some(id), reason } => job.update(&id, |c| c.fail(&format!("provider closed: {reason}"))),
+                Msg::Close { contract: None, reason } | Msg::Reject { reason } => bail!("provider ended the session: {reason}"),
+                other => bail!("unexpected message: {other:?}"),
+            },
+            _ = stop.changed() => {
+                let _ = s.send(&Msg::Close { contract: None, reason: "the publisher stopped".into() }).await;
+                job.for_provider(&provider, |c| c.end("stopped"));
+                return Ok(());
+            }
+            _ = check.tick() => {
+                // A running contract with no report for two intervals (plus
+                // slack) has failed.
+                let limit = Duration::from_millis(job.interval_ms as u64 * 2 + 1000);
+                job.for_provider(&provider, |c| {
+                    if c.state == State::Ready && c.last_seen.elapsed() > limit {
+                        c.fail("no usage report for two intervals");
+                    }
+                });
+                if job.provider_done(&provider) && proposed.is_empty() {
+                    let _ = s.send(&Msg::Close { contract: None, reason: "no contracts left".into() }).await;
+                    return Ok(());
+                }
+            }
+        }
+    }
+}
+
+fn rand32() -> [u8; 32] {
+    let mut b = [0u8; 32];
+    getrandom::fill(&mut b).expect("the OS random source");
+    b
+}

@@ -1,0 +1,71 @@
+//! What the end-to-end tests share: a one-node devnet (`xencoind --dev`)
+//! and the binaries next to `zennet` in the target directory.
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+
+/// A running `xencoind --dev`; killed and reaped on drop.
+pub struct Devnet {
+    pub child: Child,
+    pub rpc: String,
+}
+
+impl Drop for Devnet {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// `xencoind` sits next to `zennet` in the target directory (`make test`
+/// builds every binary first).
+pub fn xencoind() -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_zennet")).with_file_name("xencoind");
+    assert!(p.exists(), "{} missing: build the workspace's binaries first (`cargo build --bins`)", p.display());
+    p
+}
+
+pub fn devnet(data: &Path) -> Devnet {
+    let mut child = Command::new(xencoind())
+        .args(["--dev", "--rpc-addr", "127.0.0.1:0", "--data-dir"])
+        .arg(data)
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("spawn xencoind");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let rpc = format!("http://{}", line.trim().rsplit("http://").next().unwrap());
+    Devnet { child, rpc }
+}
+
+/// A binary of the workspace next to `zennet`.
+pub fn bin(name: &str) -> PathBuf {
+    let p = Path::new(env!("CARGO_BIN_EXE_zennet")).with_file_name(name);
+    assert!(p.exists(), "{} missing: build the workspace's binaries first (`cargo build --bins`)", p.display());
+    p
+}
+
+/// The dev network's keys: (secret hex, address), by index.
+pub fn dev_keys() -> Vec<(String, String)> {
+    let out = Command::new(xencoind()).arg("dev-keys").output().unwrap();
+    String::from_utf8(out.stdout)
+        .unwrap()
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            (f[1].to_string(), f[2].to_string())
+        })
+        .collect()
+}
+
+/// Writes a key file (hex secret, mode 0600).
+pub fn write_key(path: &Path, secret_hex: &str) {
+    use std::os::unix::fs::OpenOptionsExt;
+    use std::io::Write;
+    let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
+    writeln!(f, "{secret_hex}").unwrap();
+}

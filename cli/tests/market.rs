@@ -1,0 +1,247 @@
+//! The market end to end between real processes (root: the agents run real
+//! containers): a one-node devnet, provider agents each with its own
+//! identity, state dir and cgroup parent, and `zennet rent` as the
+//! publisher. Every figure is checked against the chain.
+mod common;
+
+use common::{bin, dev_keys, devnet, write_key, Devnet};
+use serde_json::Value;
+use std::io::{BufRead, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+use zennet_protocol::{cost, Rates, UsageVector};
+
+const FEE: u64 = 1000;
+
+fn is_root() -> bool {
+    nix_uid() == 0
+}
+
+fn nix_uid() -> u32 {
+    std::fs::read_to_string("/proc/self/status")
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("Uid:"))
+        .and_then(|l| l.split_whitespace().nth(1).map(|x| x.parse().unwrap()))
+        .unwrap()
+}
+
+/// A running `zennet-agent run --rpc`; SIGTERM and reap on drop.
+struct Agent {
+    child: Child,
+    address: String,
+    log: PathBuf,
+}
+
+impl Agent {
+    fn start(dir: &Path, i: usize, secret: &str, rpc: &str, extra: &[&str]) -> Agent {
+        let state = dir.join(format!("agent{i}"));
+        std::fs::create_dir_all(&state).unwrap();
+        let key = state.join("identity.key");
+        if !key.exists() {
+            write_key(&key, secret);
+        }
+        let log = dir.join(format!("agent{i}.log"));
+        let mut child = Command::new(bin("zennet-agent"))
+            .arg("run")
+            .arg("--state-dir")
+            .arg(&state)
+            .args(["--no-network", "--max-memory-mib", "64", "--cgroup-parent"])
+            .arg(format!("zennet-mkt{}-{i}", std::process::id()))
+            .args(["--rpc", rpc])
+            .args(extra)
+            .env("ZENNET_LOG", "info")
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(&log).unwrap())
+            .spawn()
+            .unwrap();
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        assert!(line.starts_with("zennet-agent ready") && line.contains("market=on"), "agent {i}: {line:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
+        let address = line.trim().rsplit("address=").next().unwrap().to_string();
+        Agent { child, address, log }
+    }
+
+    fn log(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    fn stop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            let _ = Command::new("kill").arg(self.child.id().to_string()).status();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+impl Drop for Agent {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn rpc(net: &Devnet, method: &str, params: Value) -> Value {
+    zennet_net::rpc::call(&net.rpc, method, params).unwrap()
+}
+
+fn balance(net: &Devnet, addr: &str) -> u64 {
+    rpc(net, "xen_getAccount", serde_json::json!([addr]))["balance"].as_u64().unwrap()
+}
+
+fn rent(net: &Devnet, wallet: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(bin("zennet"));
+    c.arg("rent").arg("--wallet").arg(wallet).args(["--rpc", &net.rpc, "--json", "--interval-ms", "1000"]).args(args);
+    c
+}
+
+/// The `done` line of `zennet rent --json`.
+fn done(stdout: &str) -> Value {
+    stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["event"] == "done").unwrap_or_else(|| panic!("no done line in {stdout}"))
+}
+
+fn setup(n_agents: usize, extra: &[&str]) -> (tempfile::TempDir, Devnet, PathBuf, String, Vec<Agent>) {
+    let dir = tempfile::tempdir().unwrap();
+    let net = devnet(&dir.path().join("chain"));
+    let keys = dev_keys();
+    let wallet = dir.path().join("publisher.key");
+    write_key(&wallet, &keys[1].0);
+    let agents = (0..n_agents).map(|i| Agent::start(dir.path(), i, &keys[2 + i].0, &net.rpc, extra)).collect();
+    let publisher = keys[1].1.clone();
+    (dir, net, wallet, publisher, agents)
+}
+
+#[test]
+fn three_agents_are_hired_metered_paid_and_settled_exactly() {
+    if !is_root() {
+        eprintln!("skipped: the agents' containers need root");
+        return;
+    }
+    let (_dir, net, wallet, publisher, mut agents) = setup(3, &[]);
+    let before: Vec<u64> = agents.iter().map(|a| balance(&net, &a.address)).collect();
+    let pub_before = balance(&net, &publisher);
+    let out = rent(&net, &wallet, &["-n", "3", "-m", "64M", "--cpus", "0.5", "--duration", "6"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let logs: String = agents.iter().map(|a| a.log()).collect();
+    assert!(out.status.success(), "rent failed: {}\n{stdout}\nagents:\n{logs}", String::from_utf8_lossy(&out.stderr));
+    let d = done(&stdout);
+    eprintln!("{d:#}");
+    let cs = d["contracts"].as_array().unwrap();
+    assert_eq!(cs.len(), 3, "{d}");
+    let mut paid_total = 0;
+    let mut providers = std::collections::BTreeSet::new();
+    for c in cs {
+        assert_eq!(c["state"], "ended", "{c}");
+        assert_eq!(c["settled_by"], "closed", "{c}");
+        let voucher = c["voucher"].as_u64().unwrap();
+        assert!(voucher > 0 && c["reports"].as_u64().unwrap() >= 3, "{c}");
+        // The chain paid exactly the last voucher, and the rest went back.
+        assert_eq!(c["paid_on_chain"].as_u64().unwrap(), voucher, "{c}");
+        assert_eq!(c["refunded"].as_u64().unwrap(), c["deposit"].as_u64().unwrap() - voucher, "{c}");
+        // The voucher is the contract's rates times the last reported usage,
+        // rounded down once (the shared cost function).
+        let rates: Rates = serde_json::from_value(c["rates"].clone()).unwrap();
+        let usage = UsageVector { version: UsageVector::VERSION, counters: serde_json::from_value(c["usage"].clone()).unwrap() };
+        assert_eq!(cost(&rates, &usage).unwrap().0, voucher, "{c}");
+        providers.insert(c["provider"].as_str().unwrap().to_string());
+        paid_total += voucher;
+    }
+    // Each agent sells one 64 MiB container: three distinct providers, each
+    // gained its voucher less the close fee.
+    assert_eq!(providers.len(), 3);
+    for (a, b) in agents.iter().zip(&before) {
+        let c = cs.iter().find(|c| c["provider"] == a.address.as_str()).unwrap();
+        assert_eq!(balance(&net, &a.address), b + c["voucher"].as_u64().unwrap() - FEE, "agent {}", a.address);
+    }
+    // The publisher paid the vouchers and four fees (announce, three opens).
+    assert_eq!(balance(&net, &publisher), pub_before - paid_total - 4 * FEE);
+    for a in &mut agents {
+        a.stop();
+    }
+}
+
+#[test]
+fn a_publisher_that_stops_paying_is_frozen_then_killed_and_the_provider_keeps_its_last_voucher() {
+    if !is_root() {
+        eprintln!("skipped: the agents' containers need root");
+        return;
+    }
+    let (_dir, net, wallet, _publisher, agents) = setup(1, &[]);
+    // A tiny exposure bound: one unpaid interval is above it.
+    let mut p = rent(&net, &wallet, &["-n", "1", "-m", "64M", "--exposure", "0.00000001", "--expiry-blocks", "600"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
+    let mut line = String::new();
+    BufReader::new(p.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?} {}", agents[0].log()));
+    let channel = ready["channel"].as_str().unwrap().to_string();
+    std::thread::sleep(Duration::from_millis(2500));
+    // Stop the publisher without closing its connection: reports go unpaid.
+    Command::new("kill").args(["-STOP", &p.id().to_string()]).status().unwrap();
+    let stopped = Instant::now();
+    let deadline = stopped + Duration::from_secs(30);
+    let mut frozen_at = None;
+    let ch = loop {
+        let log = agents[0].log();
+        if frozen_at.is_none() && log.contains("container frozen") {
+            frozen_at = Some(stopped.elapsed());
+        }
+        let ch = rpc(&net, "xen_getChannel", serde_json::json!([channel]));
+        if ch["settled"] == true {
+            break ch;
+        }
+        assert!(Instant::now() < deadline, "not settled; agent log:\n{log}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    Command::new("kill").args(["-KILL", &p.id().to_string()]).status().unwrap();
+    let _ = p.wait();
+    let log = agents[0].log();
+    // Frozen within the first unpaid interval or two (1 s each, plus slack),
+    // killed after the grace period (3 intervals), paid its best voucher.
+    let frozen_at = frozen_at.unwrap_or_else(|| panic!("never frozen:\n{log}"));
+    assert!(frozen_at < Duration::from_secs(4), "frozen after {frozen_at:?}");
+    assert!(log.contains("for 3 intervals"), "{log}");
+    assert!(ch["paid"].as_u64().unwrap() > 0, "{ch}");
+}
+
+#[test]
+fn a_vanished_provider_fails_within_two_intervals_and_its_deposit_is_refunded_after_expiry() {
+    if !is_root() {
+        eprintln!("skipped: the agents' containers need root");
+        return;
+    }
+    let (_dir, net, wallet, publisher, mut agents) = setup(1, &[]);
+    let pub_before = balance(&net, &publisher);
+    let mut p = rent(&net, &wallet, &["-n", "1", "-m", "64M", "--expiry-blocks", "15", "--deposit", "0.01"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(p.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"ready\""), "{line:?}");
+    std::thread::sleep(Duration::from_millis(1500));
+    // SIGKILL the agent: no close, no more reports.
+    Command::new("kill").args(["-KILL", &agents[0].child.id().to_string()]).status().unwrap();
+    let _ = agents[0].child.wait();
+    // The publisher notices, then stops and refunds after expiry.
+    std::thread::sleep(Duration::from_secs(4));
+    Command::new("kill").args(["-TERM", &p.id().to_string()]).status().unwrap();
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let status = p.wait().unwrap();
+    let d = done(&rest);
+    let c = &d["contracts"][0];
+    assert!(status.success(), "{rest}");
+    assert_eq!(c["state"], "failed", "{c}");
+    assert_eq!(c["settled_by"], "refunded", "{c}");
+    assert_eq!(c["refunded"].as_u64().unwrap(), c["deposit"].as_u64().unwrap(), "{c}");
+    // Only fees spent: announce, open, refund.
+    assert_eq!(balance(&net, &publisher), pub_before - 3 * FEE);
+    // Restarted, the agent settles what its store holds: the container goes,
+    // the close is refused (the channel was refunded) and recorded.
+    let dir = _dir.path().to_path_buf();
+    let keys = dev_keys();
+    drop(agents);
+    let a = Agent::start(&dir, 0, &keys[2].0, &net.rpc, &[]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !a.log().contains("channel already settled") {
+        assert!(Instant::now() < deadline, "restarted agent did not settle:\n{}", a.log());
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
