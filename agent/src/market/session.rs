@@ -20,6 +20,8 @@ use zennet_protocol::tx::{ChannelId, Hash32, Requirements};
 
 /// How long the provider waits for each step of the handshake.
 const STEP: Duration = Duration::from_secs(15);
+/// Attempts at opening a session after the first.
+const OPEN_ATTEMPTS: u32 = 4;
 /// How long the channel may take to reach a block.
 const CHANNEL_WAIT: Duration = Duration::from_secs(30);
 
@@ -46,8 +48,28 @@ struct Started {
     result: anyhow::Result<Instant>,
 }
 
-/// Dials the announcer and serves the session to its end.
+/// Dials the announcer and serves the session to its end. The opening
+/// (dial, hellos, auth) is retried a few times with backoff: a publisher
+/// hiring many providers at once may drop a stream it could not accept yet.
 pub async fn provide(m: Arc<Market>, ann: &AnnView, n: u32) -> anyhow::Result<()> {
+    let mut attempt = 0;
+    let s = loop {
+        match open(&m, ann).await {
+            Ok(s) => break s,
+            Err(e) if attempt < OPEN_ATTEMPTS => {
+                attempt += 1;
+                let wait = Duration::from_millis(100 << attempt) + Duration::from_millis(rand32()[0] as u64);
+                tracing::info!("announcement {}: opening the session failed ({e:#}), retrying in {wait:?}", ann.id);
+                tokio::time::sleep(wait).await;
+            }
+            Err(e) => return Err(e),
+        }
+    };
+    serve(m, ann, n, s).await
+}
+
+/// Dial, hellos and auth.
+async fn open(m: &Arc<Market>, ann: &AnnView) -> anyhow::Result<zennet_net::Session> {
     let addr: libp2p::Multiaddr = ann.endpoint.parse().with_context(|| format!("announcement endpoint {:?}", ann.endpoint))?;
     let mut s = m.node.connect(&addr).await?;
     if s.peer_key.address() != ann.publisher {
@@ -66,7 +88,11 @@ pub async fn provide(m: Arc<Market>, ann: &AnnView, n: u32) -> anyhow::Result<()
     s.send(&Msg::Auth { sig: m.key.sign(&transcript) }).await?;
     let Msg::Auth { sig } = s.recv_within(STEP).await? else { bail!("expected the publisher's auth") };
     s.peer_key.verify(&transcript, &sig).context("the publisher's session signature")?;
+    Ok(s)
+}
 
+/// Negotiation, contracts and metering over an open session.
+async fn serve(m: Arc<Market>, ann: &AnnView, n: u32, mut s: zennet_net::Session) -> anyhow::Result<()> {
     // Offer and counter rounds.
     let spec = spec_of(&ann.requirements, &ann.publisher.to_string());
     let reserve = m.reserve();
