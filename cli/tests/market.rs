@@ -32,6 +32,7 @@ struct Agent {
     child: Child,
     address: String,
     log: PathBuf,
+    cgroup_parent: String,
 }
 
 impl Agent {
@@ -43,12 +44,14 @@ impl Agent {
             write_key(&key, secret);
         }
         let log = dir.join(format!("agent{i}.log"));
+        // Unique per test (its temp dir), the same across an agent's restarts.
+        let tag: String = dir.file_name().unwrap().to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
+        let cgroup_parent = format!("zennet-mkt-{tag}-{i}");
         let mut child = Command::new(bin("zennet-agent"))
             .arg("run")
             .arg("--state-dir")
             .arg(&state)
-            .args(["--no-network", "--max-memory-mib", "64", "--cgroup-parent"])
-            .arg(format!("zennet-mkt{}-{i}", std::process::id()))
+            .args(["--no-network", "--max-memory-mib", "64", "--cgroup-parent", &cgroup_parent])
             .args(["--rpc", rpc])
             .args(extra)
             .env("ZENNET_LOG", "info")
@@ -60,7 +63,7 @@ impl Agent {
         BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
         assert!(line.starts_with("zennet-agent ready") && line.contains("market=on"), "agent {i}: {line:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
         let address = line.trim().rsplit("address=").next().unwrap().to_string();
-        Agent { child, address, log }
+        Agent { child, address, log, cgroup_parent }
     }
 
     fn log(&self) -> String {
@@ -76,8 +79,14 @@ impl Agent {
 }
 
 impl Drop for Agent {
+    /// Stops the agent and removes the (empty) cgroup parents its engine made.
     fn drop(&mut self) {
         self.stop();
+        for ctl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            for name in [format!("{}.zygote", self.cgroup_parent), self.cgroup_parent.clone()] {
+                let _ = std::fs::remove_dir(ctl.path().join(name));
+            }
+        }
     }
 }
 
@@ -100,6 +109,14 @@ fn done(stdout: &str) -> Value {
     stdout.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["event"] == "done").unwrap_or_else(|| panic!("no done line in {stdout}"))
 }
 
+/// The tests of this file run one at a time: each starts a chain and
+/// agents, and their timing checks assume the machine is not shared.
+static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn setup(n_agents: usize, extra: &[&str]) -> (tempfile::TempDir, Devnet, PathBuf, String, Vec<Agent>) {
     let dir = tempfile::tempdir().unwrap();
     let net = devnet(&dir.path().join("chain"));
@@ -117,6 +134,7 @@ fn three_agents_are_hired_metered_paid_and_settled_exactly() {
         eprintln!("skipped: the agents' containers need root");
         return;
     }
+    let _serial = serial();
     let (_dir, net, wallet, publisher, mut agents) = setup(3, &[]);
     let before: Vec<u64> = agents.iter().map(|a| balance(&net, &a.address)).collect();
     let pub_before = balance(&net, &publisher);
@@ -125,7 +143,6 @@ fn three_agents_are_hired_metered_paid_and_settled_exactly() {
     let logs: String = agents.iter().map(|a| a.log()).collect();
     assert!(out.status.success(), "rent failed: {}\n{stdout}\nagents:\n{logs}", String::from_utf8_lossy(&out.stderr));
     let d = done(&stdout);
-    eprintln!("{d:#}");
     let cs = d["contracts"].as_array().unwrap();
     assert_eq!(cs.len(), 3, "{d}");
     let mut paid_total = 0;
@@ -166,6 +183,7 @@ fn a_publisher_that_stops_paying_is_frozen_then_killed_and_the_provider_keeps_it
         eprintln!("skipped: the agents' containers need root");
         return;
     }
+    let _serial = serial();
     let (_dir, net, wallet, _publisher, agents) = setup(1, &[]);
     // A tiny exposure bound: one unpaid interval is above it.
     let mut p = rent(&net, &wallet, &["-n", "1", "-m", "64M", "--exposure", "0.00000001", "--expiry-blocks", "600"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
@@ -208,6 +226,7 @@ fn a_vanished_provider_fails_within_two_intervals_and_its_deposit_is_refunded_af
         eprintln!("skipped: the agents' containers need root");
         return;
     }
+    let _serial = serial();
     let (_dir, net, wallet, publisher, mut agents) = setup(1, &[]);
     let pub_before = balance(&net, &publisher);
     let mut p = rent(&net, &wallet, &["-n", "1", "-m", "64M", "--expiry-blocks", "15", "--deposit", "0.01"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
@@ -244,4 +263,38 @@ fn a_vanished_provider_fails_within_two_intervals_and_its_deposit_is_refunded_af
         assert!(Instant::now() < deadline, "restarted agent did not settle:\n{}", a.log());
         std::thread::sleep(Duration::from_millis(200));
     }
+}
+
+#[test]
+fn an_agent_killed_mid_contract_settles_on_restart_with_every_acknowledged_voucher() {
+    if !is_root() {
+        eprintln!("skipped: the agents' containers need root");
+        return;
+    }
+    let _serial = serial();
+    let (dir, net, wallet, _publisher, mut agents) = setup(1, &[]);
+    let mut p = rent(&net, &wallet, &["-n", "1", "-m", "64M", "--duration", "12"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(p.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    assert!(line.contains("\"ready\""), "{line:?}");
+    std::thread::sleep(Duration::from_millis(3500));
+    Command::new("kill").args(["-KILL", &agents[0].child.id().to_string()]).status().unwrap();
+    let _ = agents[0].child.wait();
+    drop(agents.remove(0));
+    // Restarted, it finds the contract open in its store and closes the
+    // channel with the best voucher it stored.
+    let keys = dev_keys();
+    let a = Agent::start(dir.path(), 0, &keys[2].0, &net.rpc, &[]);
+    let mut rest = String::new();
+    std::io::Read::read_to_string(&mut out, &mut rest).unwrap();
+    let _ = p.wait();
+    let d = done(&rest);
+    let c = &d["contracts"][0];
+    assert_eq!(c["settled_by"], "closed", "{c}\n{}", a.log());
+    let paid = c["paid_on_chain"].as_u64().unwrap();
+    let acked = c["acked_voucher"].as_u64().unwrap();
+    // Nothing acknowledged is lost; nothing unsigned is claimed.
+    assert!(acked > 0 && paid >= acked && paid <= c["voucher"].as_u64().unwrap(), "{c}");
+    assert!(a.log().contains("left open by a previous run"), "{}", a.log());
 }

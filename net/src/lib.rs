@@ -7,4 +7,5 @@
 pub mod rpc;
 pub mod session;
 
+pub use libp2p::Multiaddr;
 pub use session::{Node, Session};

@@ -111,12 +111,14 @@ pub struct PubContract {
     pub last_report: Option<UsageReport>,
     pub voucher: Option<SignedVoucher>,
     pub acked: u64,
+    /// Cumulative amount of the newest voucher the provider acknowledged.
+    pub acked_amount: Amount,
     pub last_seen: Instant,
 }
 
 impl PubContract {
     fn new(contract: Contract, channel: ChannelId) -> Self {
-        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, last_seen: Instant::now() }
+        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now() }
     }
     fn end(&mut self, why: &str) {
         if matches!(self.state, State::Opening | State::Ready) {
@@ -375,6 +377,7 @@ fn print_outcome(job: &Job, outcome: &BTreeMap<Hash32, settle::Outcome>, hire_ms
             "deposit": t.deposit.0,
             "rates": t.rates,
             "voucher": c.paid().0,
+            "acked_voucher": c.acked_amount.0,
             "owed_by_last_report": owed.0,
             "reports": c.last_report.as_ref().map_or(0, |r| r.seq),
             "usage": usage.map(|u| u.counters),

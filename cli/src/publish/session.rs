@@ -144,7 +144,12 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
                         }
                     }
                 }
-                Msg::VoucherAck { contract, nonce } => job.update(&contract, |c| c.acked = c.acked.max(nonce)),
+                Msg::VoucherAck { contract, nonce } => job.update(&contract, |c| {
+                    if let Some(v) = c.voucher.as_ref().filter(|v| v.voucher.nonce == nonce) {
+                        c.acked_amount = v.voucher.cumulative;
+                    }
+                    c.acked = c.acked.max(nonce);
+                }),
                 Msg::Close { contract: Some(id), reason } => job.update(&id, |c| c.fail(&format!("provider closed: {reason}"))),
                 Msg::Close { contract: None, reason } | Msg::Reject { reason } => bail!("provider ended the session: {reason}"),
                 other => bail!("unexpected message: {other:?}"),
