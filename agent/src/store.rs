@@ -20,6 +20,8 @@ use zennet_protocol::{Amount, UsageVector};
 const CALIBRATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("calibrations");
 /// Contract records, JSON, keyed by contract id.
 const CONTRACTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contracts");
+/// Reputation of publishers, JSON, keyed by address text.
+const REPUTATION: TableDefinition<&str, &[u8]> = TableDefinition::new("reputation");
 /// Largest record accepted when reading back.
 const MAX_RECORD_BYTES: usize = 16 << 20;
 
@@ -169,6 +171,48 @@ impl Store {
             out.push(serde_json::from_slice(b).map_err(|e| StoreError::CorruptContract { path: self.path.clone(), id, reason: e.to_string() })?);
         }
         Ok(out)
+    }
+}
+
+/// What this provider saw of one publisher, over every contract with it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Reputation {
+    pub contracts: u64,
+    /// Paid by vouchers, base units.
+    pub paid: u64,
+    /// Owed for reported usage but never covered by a voucher, base units.
+    pub unpaid: u64,
+    /// Contracts ended because the publisher stopped paying.
+    pub disputes: u64,
+}
+
+impl Store {
+    /// A publisher's record (default when none).
+    pub fn reputation(&self, publisher: &str) -> Result<Reputation, StoreError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match r.open_table(REPUTATION) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(Reputation::default()),
+            Err(e) => return Err(self.err(e)),
+        };
+        match t.get(publisher).map_err(|e| self.err(e))? {
+            None => Ok(Reputation::default()),
+            Some(v) => serde_json::from_slice(v.value()).map_err(|e| StoreError::CorruptContract { path: self.path.clone(), id: publisher.to_string(), reason: e.to_string() }),
+        }
+    }
+
+    /// Adds a settled contract to its publisher's record, in one commit.
+    pub fn record_settled(&self, publisher: &str, paid: u64, unpaid: u64, dispute: bool) -> Result<Reputation, StoreError> {
+        let mut rep = self.reputation(publisher)?;
+        rep.contracts += 1;
+        rep.paid = rep.paid.saturating_add(paid);
+        rep.unpaid = rep.unpaid.saturating_add(unpaid);
+        rep.disputes += dispute as u64;
+        let bytes = serde_json::to_vec(&rep).map_err(StoreError::Encode)?;
+        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        w.open_table(REPUTATION).map_err(|e| self.err(e))?.insert(publisher, bytes.as_slice()).map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))?;
+        Ok(rep)
     }
 }
 

@@ -218,6 +218,11 @@ fn a_publisher_that_stops_paying_is_frozen_then_killed_and_the_provider_keeps_it
     assert!(frozen_at < Duration::from_secs(4), "frozen after {frozen_at:?}");
     assert!(log.contains("for 3 intervals"), "{log}");
     assert!(ch["paid"].as_u64().unwrap() > 0, "{ch}");
+    // The agent remembers: the same publisher's next job is not answered.
+    let out = rent(&net, &wallet, &["-n", "1", "-m", "64M", "--timeout", "4"]).output().unwrap();
+    assert!(!out.status.success());
+    let log = agents[0].log();
+    assert!(log.contains("has unpaid history") && log.contains("disputes: 1"), "{log}");
 }
 
 #[test]

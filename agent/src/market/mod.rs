@@ -44,6 +44,9 @@ pub struct MarketConfig {
     pub fee: Amount,
     /// Where containers' SSH host keys are kept.
     pub host_keys_dir: std::path::PathBuf,
+    /// Publishers whose unpaid history is above this (base units), or who
+    /// ever stopped paying, are not answered.
+    pub max_unpaid_history: Amount,
 }
 
 impl Default for MarketConfig {
@@ -57,6 +60,7 @@ impl Default for MarketConfig {
             poll: Duration::from_millis(250),
             fee: Amount(1_000),
             host_keys_dir: "/var/lib/zennet/hostkeys".into(),
+            max_unpaid_history: Amount(Amount::BASE_PER_XEN / 100),
         }
     }
 }
@@ -159,6 +163,14 @@ impl Market {
     fn consider(self: Arc<Self>, ann: AnnView) {
         if ann.publisher == self.key.address() {
             return;
+        }
+        match self.store.reputation(&ann.publisher.to_string()) {
+            Ok(rep) if rep.disputes > 0 || rep.unpaid > self.cfg.max_unpaid_history.0 => {
+                tracing::warn!("not answering announcement {}: publisher {} has unpaid history ({rep:?})", ann.id, ann.publisher);
+                return;
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("reading the reputation of {}: {e}", ann.publisher),
         }
         let spec_probe = session::spec_of(&ann.requirements, "probe");
         let reserve_h = hourly_cost(&self.reserve(), &spec_probe);

@@ -175,4 +175,14 @@ pub async fn settle(m: &Arc<Market>, rec: &mut ContractRecord, reason: &str) {
     if let Err(e) = persist(m, rec).await {
         tracing::error!("contract {id}: {e:#}");
     }
+    // The publisher's record: paid, owed for reported usage but unpaid, and
+    // whether it ended for non-payment.
+    let owed = rec.last_usage.as_ref().and_then(|u| rec.contract.terms.owed(u).ok()).unwrap_or(Amount::ZERO);
+    let (store, publisher) = (m.store.clone(), rec.contract.terms.publisher.address().to_string());
+    let (paid, unpaid, dispute) = (rec.paid().0, owed.saturating_sub(rec.paid()).0, reason.starts_with("unpaid"));
+    match tokio::task::spawn_blocking(move || store.record_settled(&publisher, paid, unpaid, dispute)).await {
+        Ok(Ok(rep)) => tracing::info!("publisher {}: {rep:?}", rec.contract.terms.publisher.address()),
+        Ok(Err(e)) => tracing::error!("recording reputation: {e}"),
+        Err(e) => tracing::error!("recording reputation: {e}"),
+    }
 }

@@ -117,7 +117,10 @@ async fn serve(m: Arc<Market>, ann: &AnnView, n: u32, mut s: zennet_net::Session
 
     // Contracts, channels, containers, metering.
     let (mut rx, mut tx) = s.split();
-    let (ev_tx, mut ev_rx) = mpsc::channel::<Started>(16);
+    let (ev_tx, mut ev_rx) = mpsc::unbounded_channel::<Started>();
+    // Containers being created: awaited before settling, so that none is
+    // created after its contract was settled.
+    let mut starting = tokio::task::JoinSet::new();
     let mut pending: HashMap<Hash32, Terms> = HashMap::new();
     let mut lives: HashMap<Hash32, Live> = HashMap::new();
     let mut signed = 0u32;
@@ -151,6 +154,7 @@ async fn serve(m: Arc<Market>, ann: &AnnView, n: u32, mut s: zennet_net::Session
                         };
                         let sig = m.key.sign(&terms.signing_bytes());
                         signed += 1;
+                        tracing::info!("signed terms for container {} of {}", terms.index, ann.id);
                         pending.insert(terms.id(), terms.clone());
                         tx.send(&Msg::Sign { terms, sig }).await?;
                     }
@@ -169,9 +173,9 @@ async fn serve(m: Arc<Market>, ann: &AnnView, n: u32, mut s: zennet_net::Session
                             break Err(anyhow::anyhow!("channel_opened for unknown or started contract {contract}"));
                         };
                         let (m2, terms, container, ev) = (m.clone(), live.rec.contract.terms.clone(), live.rec.container.clone(), ev_tx.clone());
-                        tokio::spawn(async move {
+                        starting.spawn(async move {
                             let result = start(&m2, &terms, &channel, &txh, &container).await;
-                            let _ = ev.send(Started { contract, channel, result }).await;
+                            let _ = ev.send(Started { contract, channel, result });
                         });
                     }
                     Msg::Voucher { contract, voucher } => {
@@ -231,6 +235,7 @@ async fn serve(m: Arc<Market>, ann: &AnnView, n: u32, mut s: zennet_net::Session
         Err(e) => format!("{e:#}"),
     };
     tx.close().await;
+    while starting.join_next().await.is_some() {}
     for (_, mut live) in lives {
         pay::settle(&m, &mut live.rec, &reason).await;
     }
@@ -289,6 +294,7 @@ async fn start(m: &Arc<Market>, t: &Terms, channel: &ChannelId, txh: &Hash32, co
             if ch.deposit < t.deposit || ch.expiry_height < t.expiry_height || ch.settled {
                 bail!("channel {channel} holds {} until height {}, the contract needs {} until {}", ch.deposit, ch.expiry_height, t.deposit, t.expiry_height);
             }
+            tracing::info!("channel {channel} confirmed, creating {container}");
             break;
         }
         if Instant::now() > deadline {
@@ -299,6 +305,7 @@ async fn start(m: &Arc<Market>, t: &Terms, channel: &ChannelId, txh: &Hash32, co
     let (engine, id, spec) = (m.engine.clone(), container.to_string(), t.spec.clone());
     let started = Instant::now();
     tokio::task::spawn_blocking(move || engine.run_idle(&id, &spec)).await?.context("create the container")?;
+    tracing::info!("{container} running after {:?}", started.elapsed());
     Ok(started)
 }
 

@@ -208,6 +208,8 @@ fn xen(s: &str, what: &str) -> anyhow::Result<Amount> {
 }
 
 async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str) -> anyhow::Result<()> {
+    // Hire time counts from the command's start.
+    let t0 = Instant::now();
     if args.count == 0 {
         bail!("--count must be at least 1");
     }
@@ -263,7 +265,6 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str) -> anyhow::Result
     let ann_expiry = head.height + args.timeout + 30;
     let body = TxBody::Announce { job_id: job_id.clone(), requirements, endpoint: endpoint.to_string(), price_ceiling: ceiling, expiry_height: ann_expiry };
     let (c2, k2) = (chain.clone(), key.clone());
-    let t0 = Instant::now();
     let ann = tokio::task::spawn_blocking(move || -> anyhow::Result<Hash32> {
         let (h, _) = c2.submit(&k2, fee, body)?;
         c2.wait_included(&h, Duration::from_secs(30))?;
