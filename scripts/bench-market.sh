@@ -53,7 +53,6 @@ rent() { # n duration -> hire_ms on stdout
   grep -o '"hire_ms":[0-9]*' "$work/rent.out" | head -1 | cut -d: -f2
 }
 
-[ -n "${ONLY10:-}" ] && { "$BIN/zennet" rent --wallet "$work/publisher.key" --rpc "$rpc" -n 10 -m 16M --cpus 0.01 --disk 8M --duration 1 2>&1 | grep -v "stays open"; exit 0; }
 runs=()
 for _ in 1 2 3 4 5; do runs+=("$(rent 1 1)"); done
 echo "market hire_ms_p50 n=1 $(printf '%s\n' "${runs[@]}" | sort -n | sed -n 3p)"
@@ -78,6 +77,10 @@ ready=$(grep -c '"event":"ready"' "$work/rent50.out" || true)
 echo "market hire_ms n=50 ${hire50:-none}"
 sleep 5
 c1=$(cpu_ticks); t1=$(date +%s%N)
+if [ -n "${PERF:-}" ]; then # PERF=<file>: profile the agents over the window
+  all=$(for p in "${agent_pids[@]}"; do echo "$p"; pgrep -P "$p" || true; done | paste -sd,)
+  perf record -q -F 499 -g -o "$PERF" -p "$all" -- sleep 20 2>/dev/null &
+fi
 sleep 20
 c2=$(cpu_ticks); t2=$(date +%s%N)
 hz=$(getconf CLK_TCK)

@@ -57,7 +57,7 @@ impl Default for MarketConfig {
             reserve_pct: 80,
             max_exposure: Amount(100 * Amount::BASE_PER_XEN),
             grace_intervals: 3,
-            poll: Duration::from_millis(250),
+            poll: Duration::from_millis(500),
             fee: Amount(1_000),
             host_keys_dir: "/var/lib/zennet/hostkeys".into(),
             max_unpaid_history: Amount(Amount::BASE_PER_XEN / 100),
