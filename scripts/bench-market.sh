@@ -1,7 +1,7 @@
 #!/bin/bash
 # make bench-market: a one-node devnet (1 s slots) and five provider agents
 # on loopback; `zennet rent` hires n = 1 (five runs, median), 10 and 50
-# containers, and the agents' CPU (agent and engine processes) is sampled
+# containers (64 MiB, 0.2 cpu), and the agents' CPU (agent and engine processes) is sampled
 # over 20 s while the 50 contracts are metered every 2 s. One line per figure:
 #   market hire_ms_p50 n=1 <ms>
 #   market hire_ms n=10 <ms>
@@ -38,7 +38,7 @@ mapfile -t keys < <("$BIN/xencoind" dev-keys | awk 'NR > 1 { print $2 }')
 for i in $(seq 0 $((AGENTS - 1))); do
   mkdir -p "$work/agent$i"
   (umask 077; echo "${keys[$((i + 2))]}" >"$work/agent$i/identity.key")
-  "$BIN/zennet-agent" run --state-dir "$work/agent$i" --no-network --max-memory-mib 160 \
+  "$BIN/zennet-agent" run --state-dir "$work/agent$i" --no-network --max-memory-mib $((10 * ${MEM_MIB:-64})) \
     --cgroup-parent "zennet-bm$$-$i" --rpc "$rpc" >"$work/agent$i.out" 2>"$work/agent$i.err" &
   agent_pids+=($!)
 done
@@ -48,7 +48,7 @@ for i in $(seq 0 $((AGENTS - 1))); do
 done
 
 rent() { # n duration -> hire_ms on stdout
-  "$BIN/zennet" rent --wallet "$work/publisher.key" --rpc "$rpc" --json -n "$1" -m 16M --cpus 0.01 --disk 8M \
+  "$BIN/zennet" rent --wallet "$work/publisher.key" --rpc "$rpc" --json -n "$1" -m ${MEM_MIB:-64}M --cpus 0.2 --disk 8M \
     --duration "$2" --timeout 60 >"$work/rent.out" 2>"$work/rent.err" || { echo "bench-market: rent -n $1 failed" >&2; cat "$work/rent.err" >&2; exit 1; }
   grep -o '"hire_ms":[0-9]*' "$work/rent.out" | head -1 | cut -d: -f2
 }
@@ -68,7 +68,7 @@ cpu_ticks() {
   done
   echo $t
 }
-"$BIN/zennet" rent --wallet "$work/publisher.key" --rpc "$rpc" --json -n 50 -m 16M --cpus 0.01 --disk 8M \
+"$BIN/zennet" rent --wallet "$work/publisher.key" --rpc "$rpc" --json -n 50 -m ${MEM_MIB:-64}M --cpus 0.2 --disk 8M \
   --duration 40 --timeout 60 >"$work/rent50.out" 2>"$work/rent50.err" &
 rent_pid=$!
 for _ in $(seq 600); do grep -q '"hire_ms"' "$work/rent50.out" 2>/dev/null && break; sleep 0.1; done
