@@ -9,7 +9,7 @@
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
 use zennet_protocol::keys::Address;
-use zennet_protocol::tx::{ChannelId, Hash32, Requirements, SignedTx, TxBody};
+use zennet_protocol::tx::{ChannelId, Hash32, SignedTx, TxBody};
 use zennet_protocol::Amount;
 
 /// Consensus parameters; part of genesis.
@@ -43,36 +43,7 @@ pub struct Account {
     pub vote: Option<Address>,
 }
 
-/// A payment channel.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Channel {
-    pub id: ChannelId,
-    pub publisher: Address,
-    pub provider: Address,
-    /// Locked amount still in the channel (0 once closed or refunded).
-    pub deposit: Amount,
-    /// Last height at which the provider may close.
-    pub expiry_height: u64,
-    /// Closed by the provider or refunded: no further close or refund.
-    pub settled: bool,
-    /// What the provider was paid on close.
-    pub paid: Amount,
-}
-
-/// An active job announcement.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Announcement {
-    /// `SHA-256` of the announcing tx.
-    pub id: Hash32,
-    pub publisher: Address,
-    pub job_id: String,
-    pub requirements: Requirements,
-    pub endpoint: String,
-    pub price_ceiling: Amount,
-    pub expiry_height: u64,
-    /// Height of the block that included it.
-    pub height: u64,
-}
+pub use zennet_protocol::tx::{Announcement, Channel};
 
 /// Why a tx is invalid. Every variant is a rule; each has a test.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

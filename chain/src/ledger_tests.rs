@@ -2,7 +2,7 @@
 
 use super::*;
 use zennet_protocol::keys::SecretKey;
-use zennet_protocol::tx::Tx;
+use zennet_protocol::tx::{Requirements, Tx};
 use zennet_protocol::voucher::Voucher;
 
 const CHAIN: &str = "xen-test";

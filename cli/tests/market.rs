@@ -117,7 +117,14 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
     SERIAL.lock().unwrap_or_else(|e| e.into_inner())
 }
 
-fn setup(n_agents: usize, extra: &[&str]) -> (tempfile::TempDir, Devnet, PathBuf, String, Vec<Agent>) {
+/// Root, one test at a time: a devnet, the publisher's wallet (dev key 1)
+/// and `n_agents` agents (dev keys 2, 3, ...). `None` (skipped) without root.
+fn setup(n_agents: usize, extra: &[&str]) -> Option<(std::sync::MutexGuard<'static, ()>, tempfile::TempDir, Devnet, PathBuf, String, Vec<Agent>)> {
+    if !is_root() {
+        eprintln!("skipped: the agents' containers need root");
+        return None;
+    }
+    let serial = serial();
     let dir = tempfile::tempdir().unwrap();
     let net = devnet(&dir.path().join("chain"));
     let keys = dev_keys();
@@ -125,17 +132,22 @@ fn setup(n_agents: usize, extra: &[&str]) -> (tempfile::TempDir, Devnet, PathBuf
     write_key(&wallet, &keys[1].0);
     let agents = (0..n_agents).map(|i| Agent::start(dir.path(), i, &keys[2 + i].0, &net.rpc, extra)).collect();
     let publisher = keys[1].1.clone();
-    (dir, net, wallet, publisher, agents)
+    Some((serial, dir, net, wallet, publisher, agents))
+}
+
+/// `zennet rent ARGS` in the background; returns it, its stdout, and the
+/// first line (the first container's `ready` object).
+fn spawn_rent(net: &Devnet, wallet: &Path, args: &[&str]) -> (Child, BufReader<std::process::ChildStdout>, String) {
+    let mut p = rent(net, wallet, args).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+    let mut out = BufReader::new(p.stdout.take().unwrap());
+    let mut line = String::new();
+    out.read_line(&mut line).unwrap();
+    (p, out, line)
 }
 
 #[test]
 fn three_agents_are_hired_metered_paid_and_settled_exactly() {
-    if !is_root() {
-        eprintln!("skipped: the agents' containers need root");
-        return;
-    }
-    let _serial = serial();
-    let (_dir, net, wallet, publisher, mut agents) = setup(3, &[]);
+    let Some((_serial, _dir, net, wallet, publisher, mut agents)) = setup(3, &[]) else { return };
     let before: Vec<u64> = agents.iter().map(|a| balance(&net, &a.address)).collect();
     let pub_before = balance(&net, &publisher);
     let out = rent(&net, &wallet, &["-n", "3", "-m", "64M", "--cpus", "0.5", "--duration", "6"]).output().unwrap();
@@ -179,16 +191,9 @@ fn three_agents_are_hired_metered_paid_and_settled_exactly() {
 
 #[test]
 fn a_publisher_that_stops_paying_is_frozen_then_killed_and_the_provider_keeps_its_last_voucher() {
-    if !is_root() {
-        eprintln!("skipped: the agents' containers need root");
-        return;
-    }
-    let _serial = serial();
-    let (_dir, net, wallet, _publisher, agents) = setup(1, &[]);
+    let Some((_serial, _dir, net, wallet, _publisher, agents)) = setup(1, &[]) else { return };
     // A tiny exposure bound: one unpaid interval is above it.
-    let mut p = rent(&net, &wallet, &["-n", "1", "-m", "64M", "--exposure", "0.00000001", "--expiry-blocks", "600"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap();
-    let mut line = String::new();
-    BufReader::new(p.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    let (mut p, _out, line) = spawn_rent(&net, &wallet, &["-n", "1", "-m", "64M", "--exposure", "0.00000001", "--expiry-blocks", "600"]);
     let ready: Value = serde_json::from_str(&line).unwrap_or_else(|_| panic!("{line:?} {}", agents[0].log()));
     let channel = ready["channel"].as_str().unwrap().to_string();
     std::thread::sleep(Duration::from_millis(2500));
@@ -227,17 +232,9 @@ fn a_publisher_that_stops_paying_is_frozen_then_killed_and_the_provider_keeps_it
 
 #[test]
 fn a_vanished_provider_fails_within_two_intervals_and_its_deposit_is_refunded_after_expiry() {
-    if !is_root() {
-        eprintln!("skipped: the agents' containers need root");
-        return;
-    }
-    let _serial = serial();
-    let (_dir, net, wallet, publisher, mut agents) = setup(1, &[]);
+    let Some((_serial, _dir, net, wallet, publisher, mut agents)) = setup(1, &[]) else { return };
     let pub_before = balance(&net, &publisher);
-    let mut p = rent(&net, &wallet, &["-n", "1", "-m", "64M", "--expiry-blocks", "15", "--deposit", "0.01"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut out = BufReader::new(p.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let (mut p, mut out, line) = spawn_rent(&net, &wallet, &["-n", "1", "-m", "64M", "--expiry-blocks", "15", "--deposit", "0.01"]);
     assert!(line.contains("\"ready\""), "{line:?}");
     std::thread::sleep(Duration::from_millis(1500));
     // SIGKILL the agent: no close, no more reports.
@@ -272,16 +269,8 @@ fn a_vanished_provider_fails_within_two_intervals_and_its_deposit_is_refunded_af
 
 #[test]
 fn an_agent_killed_mid_contract_settles_on_restart_with_every_acknowledged_voucher() {
-    if !is_root() {
-        eprintln!("skipped: the agents' containers need root");
-        return;
-    }
-    let _serial = serial();
-    let (dir, net, wallet, _publisher, mut agents) = setup(1, &[]);
-    let mut p = rent(&net, &wallet, &["-n", "1", "-m", "64M", "--duration", "12"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
-    let mut out = BufReader::new(p.stdout.take().unwrap());
-    let mut line = String::new();
-    out.read_line(&mut line).unwrap();
+    let Some((_serial, dir, net, wallet, _publisher, mut agents)) = setup(1, &[]) else { return };
+    let (mut p, mut out, line) = spawn_rent(&net, &wallet, &["-n", "1", "-m", "64M", "--duration", "12"]);
     assert!(line.contains("\"ready\""), "{line:?}");
     std::thread::sleep(Duration::from_millis(3500));
     Command::new("kill").args(["-KILL", &agents[0].child.id().to_string()]).status().unwrap();

@@ -10,7 +10,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 
 mod common;
-use common::{xencoind, Devnet};
+use common::{devnet, xencoind, Devnet};
 
 fn zennet(net: &Devnet, key: &Path, args: &[&str], stdin: Option<&str>) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_zennet"))

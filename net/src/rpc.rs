@@ -4,14 +4,14 @@
 //! well under a millisecond.
 
 use anyhow::{bail, Context};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{json, Value};
 use std::io::{Read, Write};
 use std::net::{TcpStream, ToSocketAddrs};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use zennet_protocol::keys::{Address, SecretKey};
-use zennet_protocol::tx::{ChannelId, Hash32, Requirements, Tx, TxBody};
+use zennet_protocol::tx::{Announcement, Channel, ChannelId, Hash32, Tx, TxBody};
 use zennet_protocol::Amount;
 
 /// Largest response read.
@@ -42,31 +42,6 @@ pub struct Head {
     pub height: u64,
     pub irreversible_height: u64,
     pub timestamp_ms: u64,
-}
-
-/// A payment channel as the node reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct ChannelView {
-    pub id: ChannelId,
-    pub publisher: Address,
-    pub provider: Address,
-    pub deposit: Amount,
-    pub expiry_height: u64,
-    pub settled: bool,
-    pub paid: Amount,
-}
-
-/// An active announcement as the node reports it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct AnnView {
-    pub id: Hash32,
-    pub publisher: Address,
-    pub job_id: String,
-    pub requirements: Requirements,
-    pub endpoint: String,
-    pub price_ceiling: Amount,
-    pub expiry_height: u64,
-    pub height: u64,
 }
 
 /// A chain node at `url`, plus the sender nonces this process has used (so
@@ -110,12 +85,12 @@ impl Chain {
         Ok((Amount(v["balance"].as_u64().context("node returned no balance")?), v["nonce"].as_u64().context("node returned no nonce")?))
     }
 
-    pub fn channel(&self, id: &ChannelId) -> anyhow::Result<Option<ChannelView>> {
+    pub fn channel(&self, id: &ChannelId) -> anyhow::Result<Option<Channel>> {
         self.typed("xen_getChannel", json!([id]))
     }
 
     /// Active announcements passing `filter` (see `chain/README.md`).
-    pub fn announcements(&self, filter: Value) -> anyhow::Result<Vec<AnnView>> {
+    pub fn announcements(&self, filter: Value) -> anyhow::Result<Vec<Announcement>> {
         self.typed("xen_getAnnouncements", json!([filter]))
     }
 

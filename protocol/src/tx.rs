@@ -116,6 +116,37 @@ pub struct Requirements {
     pub image: String,
 }
 
+/// A payment channel as the ledger keeps it (and `xen_getChannel` returns it).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Channel {
+    pub id: ChannelId,
+    pub publisher: Address,
+    pub provider: Address,
+    /// Locked amount still in the channel (0 once closed or refunded).
+    pub deposit: Amount,
+    /// Last height at which the provider may close.
+    pub expiry_height: u64,
+    /// Closed by the provider or refunded: no further close or refund.
+    pub settled: bool,
+    /// What the provider was paid on close.
+    pub paid: Amount,
+}
+
+/// An active job announcement as the ledger keeps it (`xen_getAnnouncements`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Announcement {
+    /// `SHA-256` of the announcing tx.
+    pub id: Hash32,
+    pub publisher: Address,
+    pub job_id: String,
+    pub requirements: Requirements,
+    pub endpoint: String,
+    pub price_ceiling: Amount,
+    pub expiry_height: u64,
+    /// Height of the block that included it.
+    pub height: u64,
+}
+
 /// The kinds of transaction. The sender is always the signer of the [`Tx`].
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

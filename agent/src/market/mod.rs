@@ -16,7 +16,8 @@ use serde_json::json;
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use zennet_net::rpc::{AnnView, Chain};
+use zennet_net::rpc::Chain;
+use zennet_protocol::tx::Announcement;
 use zennet_net::Node;
 use zennet_protocol::keys::SecretKey;
 use zennet_protocol::negotiate::{default_rates, hourly_cost, scale};
@@ -105,7 +106,7 @@ impl Market {
 
     /// How many containers of `ann` fit the free capacity (0 if none), and
     /// reserves them. [`Market::release`] gives them back.
-    fn take(&self, ann: &AnnView) -> u32 {
+    fn take(&self, ann: &Announcement) -> u32 {
         let r = &ann.requirements;
         let mut u = self.used.lock().unwrap();
         let free = |cap: u64, used: u64, each: u64| if each == 0 { u64::MAX } else { cap.saturating_sub(used) / each };
@@ -119,7 +120,7 @@ impl Market {
         n
     }
 
-    fn release(&self, ann: &AnnView, n: u32) {
+    fn release(&self, ann: &Announcement, n: u32) {
         let r = &ann.requirements;
         let mut u = self.used.lock().unwrap();
         u.memory_bytes = u.memory_bytes.saturating_sub(r.memory_bytes * n as u64);
@@ -160,7 +161,7 @@ impl Market {
     }
 
     /// Answers one announcement if it pays at least the reserve and fits.
-    fn consider(self: Arc<Self>, ann: AnnView) {
+    fn consider(self: Arc<Self>, ann: Announcement) {
         if ann.publisher == self.key.address() {
             return;
         }

@@ -12,7 +12,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc;
-use zennet_net::rpc::AnnView;
+use zennet_protocol::tx::Announcement;
 use zennet_protocol::market::{check_hellos, session_transcript, Contract, Hello, Msg, Offer, Terms, MARKET_VERSION};
 use zennet_protocol::negotiate::provider_accepts;
 use zennet_protocol::spec::ContainerSpec;
@@ -51,7 +51,7 @@ struct Started {
 /// Dials the announcer and serves the session to its end. The opening
 /// (dial, hellos, auth) is retried a few times with backoff: a publisher
 /// hiring many providers at once may drop a stream it could not accept yet.
-pub async fn provide(m: Arc<Market>, ann: &AnnView, n: u32) -> anyhow::Result<()> {
+pub async fn provide(m: Arc<Market>, ann: &Announcement, n: u32) -> anyhow::Result<()> {
     let mut attempt = 0;
     let s = loop {
         match open(&m, ann).await {
@@ -69,7 +69,7 @@ pub async fn provide(m: Arc<Market>, ann: &AnnView, n: u32) -> anyhow::Result<()
 }
 
 /// Dial, hellos and auth.
-async fn open(m: &Arc<Market>, ann: &AnnView) -> anyhow::Result<zennet_net::Session> {
+async fn open(m: &Arc<Market>, ann: &Announcement) -> anyhow::Result<zennet_net::Session> {
     let addr: libp2p::Multiaddr = ann.endpoint.parse().with_context(|| format!("announcement endpoint {:?}", ann.endpoint))?;
     let mut s = m.node.connect(&addr).await?;
     if s.peer_key.address() != ann.publisher {
@@ -92,7 +92,7 @@ async fn open(m: &Arc<Market>, ann: &AnnView) -> anyhow::Result<zennet_net::Sess
 }
 
 /// Negotiation, contracts and metering over an open session.
-async fn serve(m: Arc<Market>, ann: &AnnView, n: u32, mut s: zennet_net::Session) -> anyhow::Result<()> {
+async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Session) -> anyhow::Result<()> {
     // Offer and counter rounds.
     let spec = spec_of(&ann.requirements, &ann.publisher.to_string());
     let reserve = m.reserve();
@@ -249,7 +249,7 @@ fn container_id(t: &Terms) -> String {
 
 /// The provider's checks of proposed terms: they name both parties, the
 /// agreed rates, the announced job and spec, and bounds it accepts.
-fn check_terms(m: &Market, ann: &AnnView, spec: &ContainerSpec, agreed: &zennet_protocol::Rates, t: &Terms, lives: &HashMap<Hash32, Live>) -> anyhow::Result<()> {
+fn check_terms(m: &Market, ann: &Announcement, spec: &ContainerSpec, agreed: &zennet_protocol::Rates, t: &Terms, lives: &HashMap<Hash32, Live>) -> anyhow::Result<()> {
     t.validate(false)?;
     if t.provider != m.key.public() || t.publisher.address() != ann.publisher {
         bail!("terms name other parties");

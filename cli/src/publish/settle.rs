@@ -7,7 +7,7 @@
 use super::Job;
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant};
-use zennet_net::rpc::ChannelView;
+use zennet_protocol::tx::Channel;
 use zennet_protocol::tx::{Hash32, TxBody};
 use zennet_protocol::Amount;
 
@@ -25,7 +25,7 @@ pub struct Outcome {
     pub refunded: Amount,
 }
 
-fn view(job: &Job, id: &Hash32) -> Option<ChannelView> {
+fn view(job: &Job, id: &Hash32) -> Option<Channel> {
     job.chain.channel(id).ok().flatten()
 }
 
