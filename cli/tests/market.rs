@@ -216,6 +216,13 @@ fn a_publisher_that_stops_paying_is_frozen_then_killed_and_the_provider_keeps_it
     };
     Command::new("kill").args(["-KILL", &p.id().to_string()]).status().unwrap();
     let _ = p.wait();
+    // (The close is logged once the agent sees it in a block: give it a moment.)
+    for _ in 0..50 {
+        if agents[0].log().contains("for 3 intervals") {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let log = agents[0].log();
     // Frozen within the first unpaid interval or two (1 s each, plus slack),
     // killed after the grace period (3 intervals), paid its best voucher.
@@ -291,4 +298,26 @@ fn an_agent_killed_mid_contract_settles_on_restart_with_every_acknowledged_vouch
     // Nothing acknowledged is lost; nothing unsigned is claimed.
     assert!(acked > 0 && paid >= acked && paid <= c["voucher"].as_u64().unwrap(), "{c}");
     assert!(a.log().contains("left open by a previous run"), "{}", a.log());
+}
+
+#[test]
+fn keep_best_closes_the_others_cleanly_and_keeps_paying_the_best() {
+    let Some((_serial, _dir, net, wallet, _publisher, _agents)) = setup(3, &[]) else { return };
+    let out = rent(&net, &wallet, &["-n", "3", "-m", "64M", "--cpus", "0.5", "--keep-best", "2", "--after", "3", "--duration", "7"]).output().unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("keeping the 2 most efficient containers, closing 1"), "{stderr}");
+    let d = done(&stdout);
+    let cs = d["contracts"].as_array().unwrap();
+    let dropped: Vec<&Value> = cs.iter().filter(|c| c["reason"].as_str().is_some_and(|r| r.starts_with("not among the 2"))).collect();
+    assert_eq!(dropped.len(), 1, "{d}");
+    for c in cs {
+        // Every channel, dropped or kept, closed by its provider at its last voucher.
+        assert_eq!(c["settled_by"], "closed", "{c}");
+        assert_eq!(c["paid_on_chain"], c["voucher"], "{c}");
+    }
+    // The kept ones ran on: more reports than the dropped one.
+    let dropped_reports = dropped[0]["reports"].as_u64().unwrap();
+    assert!(cs.iter().filter(|c| c["reason"] == "stopped").all(|c| c["reports"].as_u64().unwrap() > dropped_reports), "{d}");
 }

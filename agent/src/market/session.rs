@@ -124,6 +124,8 @@ async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Se
     let mut pending: HashMap<Hash32, Terms> = HashMap::new();
     let mut lives: HashMap<Hash32, Live> = HashMap::new();
     let mut signed = 0u32;
+    // Contracts of this session already settled (a late voucher is ignored).
+    let mut ended: std::collections::HashSet<Hash32> = std::collections::HashSet::new();
     let mut tick: Option<tokio::time::Interval> = None;
     let end: anyhow::Result<String> = loop {
         let tick_fut = async {
@@ -179,13 +181,20 @@ async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Se
                         });
                     }
                     Msg::Voucher { contract, voucher } => {
-                        let Some(live) = lives.get_mut(&contract) else { break Err(anyhow::anyhow!("voucher for unknown contract {contract}")) };
+                        let Some(live) = lives.get_mut(&contract) else {
+                            if ended.contains(&contract) {
+                                tracing::debug!("contract {contract}: voucher after settlement ignored");
+                                continue;
+                            }
+                            break Err(anyhow::anyhow!("voucher for unknown contract {contract}"));
+                        };
                         match pay::accept_voucher(&m, live, voucher).await {
                             Ok(nonce) => tx.send(&Msg::VoucherAck { contract, nonce }).await?,
                             Err(e) => tracing::warn!("contract {contract}: voucher refused: {e:#}"),
                         }
                     }
                     Msg::Close { contract: Some(id), reason } => {
+                        ended.insert(id);
                         if let Some(mut live) = lives.remove(&id) {
                             pay::settle(&m, &mut live.rec, &format!("publisher closed: {reason}")).await;
                         }
@@ -214,6 +223,7 @@ async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Se
                         let reason = format!("{e:#}");
                         tracing::warn!("contract {}: {reason}", ev.contract);
                         let _ = tx.send(&Msg::Close { contract: Some(ev.contract), reason: reason.clone() }).await;
+                        ended.insert(ev.contract);
                         if let Some(mut live) = lives.remove(&ev.contract) {
                             pay::settle(&m, &mut live.rec, &reason).await;
                         }
@@ -223,6 +233,7 @@ async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Se
             _ = tick_fut => {
                 for (id, reason) in pay::meter(&m, &mut lives, &mut tx).await? {
                     let _ = tx.send(&Msg::Close { contract: Some(id), reason: reason.clone() }).await;
+                    ended.insert(id);
                     if let Some(mut live) = lives.remove(&id) {
                         pay::settle(&m, &mut live.rec, &reason).await;
                     }

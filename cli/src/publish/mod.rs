@@ -72,6 +72,15 @@ pub struct RentArgs {
     /// container (default: five intervals at full load at the ceiling).
     #[arg(long)]
     pub exposure: Option<String>,
+    /// Keep only the K most efficient containers (cpu time delivered per
+    /// base unit paid) once they have run for `--after` seconds; the others
+    /// are closed and settled (the seed's "hire 10K, drop the least
+    /// efficient 5K after 15 seconds").
+    #[arg(long, value_name = "K")]
+    pub keep_best: Option<u32>,
+    /// Seconds of running before `--keep-best` ranks.
+    #[arg(long, value_name = "S", default_value_t = 15, requires = "keep_best")]
+    pub after: u64,
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     pub json: bool,
@@ -114,11 +123,13 @@ pub struct PubContract {
     /// Cumulative amount of the newest voucher the provider acknowledged.
     pub acked_amount: Amount,
     pub last_seen: Instant,
+    /// Set when the publisher decided to end it (the session closes it).
+    pub drop_reason: Option<String>,
 }
 
 impl PubContract {
     fn new(contract: Contract, channel: ChannelId) -> Self {
-        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now() }
+        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now(), drop_reason: None }
     }
     fn end(&mut self, why: &str) {
         if matches!(self.state, State::Opening | State::Ready) {
@@ -188,6 +199,31 @@ impl Job {
         for c in cs.values_mut().filter(|c| indices.contains(&c.contract.terms.index)) {
             c.fail(why);
         }
+    }
+    /// Marks every ready contract but the `k` with the most cpu time per
+    /// base unit owed (from their last reports) to be closed. Returns how many.
+    fn keep_best(&self, k: usize) -> usize {
+        let mut cs = self.contracts.lock().unwrap();
+        let mut ranked: Vec<(u128, Hash32)> = cs
+            .values()
+            .filter(|c| c.state == State::Ready)
+            .map(|c| {
+                let eff = c.last_report.as_ref().map_or(0, |r| {
+                    let cpu = r.usage.get(zennet_protocol::UsageComponent::CpuUserNs) as u128 + r.usage.get(zennet_protocol::UsageComponent::CpuSystemNs) as u128;
+                    let owed = c.contract.terms.owed(&r.usage).map_or(0, |a| a.0) as u128;
+                    cpu * 1_000_000 / owed.max(1)
+                });
+                (eff, c.contract.terms.id())
+            })
+            .collect();
+        ranked.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.0.cmp(&b.1.0)));
+        let dropped: Vec<Hash32> = ranked.iter().skip(k).map(|x| x.1).collect();
+        for id in &dropped {
+            if let Some(c) = cs.get_mut(id) {
+                c.drop_reason = Some(format!("not among the {k} most efficient"));
+            }
+        }
+        dropped.len()
     }
     fn ready(&self) -> usize {
         self.contracts.lock().unwrap().values().filter(|c| c.state == State::Ready).count()
@@ -343,11 +379,27 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str) -> anyhow::Result
             None => std::future::pending().await,
         }
     };
-    if ready > 0 {
+    let keep_best = async {
+        match args.keep_best {
+            Some(k) => {
+                tokio::time::sleep(Duration::from_secs(args.after)).await;
+                k
+            }
+            None => std::future::pending().await,
+        }
+    };
+    tokio::pin!(until, keep_best);
+    let mut ranked = false;
+    while ready > 0 {
         tokio::select! {
-            _ = until => {},
-            _ = tokio::signal::ctrl_c() => eprintln!("zennet: interrupted, stopping"),
-            _ = term.recv() => eprintln!("zennet: terminated, stopping"),
+            _ = &mut until => break,
+            _ = tokio::signal::ctrl_c() => { eprintln!("zennet: interrupted, stopping"); break }
+            _ = term.recv() => { eprintln!("zennet: terminated, stopping"); break }
+            k = &mut keep_best, if !ranked => {
+                ranked = true;
+                let n = job.keep_best(k as usize);
+                eprintln!("zennet: keeping the {k} most efficient containers, closing {n}");
+            }
         }
     }
     let _ = job.stop.send(true);

@@ -122,6 +122,10 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
                 Msg::Usage(report) => {
                     let id = report.report.contract;
                     let Some(c) = job.get(&id) else { bail!("usage for unknown contract {id}") };
+                    if matches!(c.state, State::Ended | State::Failed) {
+                        // Closed by this side: the last voucher sent before the close is final.
+                        continue;
+                    }
                     match check_report(&c.contract, c.last_report.as_ref(), &report) {
                         Ok(owed) => {
                             let cumulative = owed.min(job.deposit);
@@ -160,6 +164,17 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
                 return Ok(());
             }
             _ = check.tick() => {
+                // Contracts the publisher decided to end.
+                let mut closing = Vec::new();
+                job.for_provider(&provider, |c| {
+                    if let (Some(why), State::Opening | State::Ready) = (c.drop_reason.clone(), c.state) {
+                        c.end(&why);
+                        closing.push((c.contract.terms.id(), why));
+                    }
+                });
+                for (id, reason) in closing {
+                    s.send(&Msg::Close { contract: Some(id), reason }).await?;
+                }
                 // A running contract with no report for two intervals (plus
                 // slack) has failed.
                 let limit = Duration::from_millis(job.interval_ms as u64 * 2 + 1000);
