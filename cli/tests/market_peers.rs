@@ -287,4 +287,38 @@ async fn a_publisher_drops_a_provider_that_inflates_usage_and_survives_garbage()
     // Its deposit came back after expiry; the garbage session was named.
     assert_eq!(c["settled_by"], "refunded", "{c}\n{stderr}");
     assert!(stderr.contains("malformed message"), "{stderr}");
+
+    // The publisher remembers (publisher.redb next to its wallet): its next
+    // job refuses this provider, naming why.
+    let mut again = Command::new(bin("zennet"))
+        .arg("rent")
+        .arg("--wallet")
+        .arg(&wallet)
+        .args(["--rpc", &net.rpc, "--json", "-n", "1", "-m", "64M", "--timeout", "6"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let (c, first) = (chain.clone(), ann.id);
+    let ann2 = tokio::task::spawn_blocking(move || {
+        for _ in 0..100 {
+            if let Some(a) = c.announcements(serde_json::json!({})).unwrap().into_iter().find(|a| a.id != first) {
+                return a;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        panic!("no second announcement");
+    })
+    .await
+    .unwrap();
+    let mut s = node.connect(&ann2.endpoint.parse().unwrap()).await.unwrap();
+    let mine = Hello { job: ann2.id, nonce: Hash32([4; 32]), ..mine };
+    s.send(&Msg::Hello(mine.clone())).await.unwrap();
+    let Msg::Hello(theirs) = s.recv().await.unwrap() else { panic!() };
+    s.send(&Msg::Auth { sig: key.sign(&session_transcript(&mine, &theirs)) }).await.unwrap();
+    let Msg::Auth { .. } = s.recv().await.unwrap() else { panic!() };
+    let Msg::Reject { reason } = s.recv_within(Duration::from_secs(10)).await.unwrap() else { panic!("not refused") };
+    assert!(reason.contains("usage beyond the limits"), "{reason}");
+    let _ = again.kill();
+    let _ = again.wait();
 }

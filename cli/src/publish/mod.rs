@@ -5,6 +5,7 @@
 //! It runs in the foreground until `--duration` passes or it is
 //! interrupted; the background daemon of `zennet -n N` builds on it.
 
+mod record;
 mod session;
 mod settle;
 
@@ -162,6 +163,7 @@ pub struct Job {
     pub expiry_height: u64,
     pub fee: Amount,
     pub want: u32,
+    pub records: record::Records,
     next_index: Mutex<u32>,
     contracts: Mutex<BTreeMap<Hash32, PubContract>>,
     pub stop: watch::Sender<bool>,
@@ -225,6 +227,24 @@ impl Job {
         }
         dropped.len()
     }
+    /// One row per contract for the providers' record.
+    fn record_rows(&self, outcome: &BTreeMap<Hash32, settle::Outcome>) -> Vec<(String, record::ProviderRecord)> {
+        self.snapshot()
+            .iter()
+            .map(|c| {
+                let dropped = c.reason.as_deref().is_some_and(|r| r.starts_with("dropped"));
+                let cpu = c.last_report.as_ref().map_or(0, |r| r.usage.get(zennet_protocol::UsageComponent::CpuUserNs).saturating_add(r.usage.get(zennet_protocol::UsageComponent::CpuSystemNs)));
+                let row = record::ProviderRecord {
+                    contracts: 1,
+                    paid: outcome.get(&c.contract.terms.id()).map_or(0, |o| o.paid.0),
+                    failed: (c.state == State::Failed && !dropped) as u64,
+                    dropped: dropped as u64,
+                    cpu_ns: cpu,
+                };
+                (c.contract.terms.provider.address().to_string(), row)
+            })
+            .collect()
+    }
     fn ready(&self) -> usize {
         self.contracts.lock().unwrap().values().filter(|c| c.state == State::Ready).count()
     }
@@ -236,14 +256,16 @@ impl Job {
 /// `zennet rent`.
 pub fn rent(args: RentArgs, key_path: &std::path::Path, rpc: &str) -> anyhow::Result<()> {
     let key = crate::wallet::read_key(key_path)?;
-    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(rent_async(args, key, rpc))
+    // The record of providers lives next to the wallet.
+    let records = record::Records::open(key_path.parent().unwrap_or(std::path::Path::new(".")))?;
+    tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(rent_async(args, key, rpc, records))
 }
 
 fn xen(s: &str, what: &str) -> anyhow::Result<Amount> {
     Amount::parse_xen(s).map_err(|e| anyhow::anyhow!("{what} {s:?}: {e}"))
 }
 
-async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str) -> anyhow::Result<()> {
+async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::Records) -> anyhow::Result<()> {
     // Hire time counts from the command's start.
     let t0 = Instant::now();
     if args.count == 0 {
@@ -324,6 +346,7 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str) -> anyhow::Result
         expiry_height: head.height + args.expiry_blocks,
         fee,
         want: args.count,
+        records,
         next_index: Mutex::new(0),
         contracts: Mutex::new(BTreeMap::new()),
         stop,
@@ -406,6 +429,9 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str) -> anyhow::Result
     tokio::time::sleep(Duration::from_millis(200)).await;
     let outcome = settle::settle_all(&job).await;
     drop(node);
+    if let Err(e) = job.records.add(&job.record_rows(&outcome)) {
+        eprintln!("zennet: recording the providers' history: {e:#}");
+    }
     print_outcome(&job, &outcome, hire_ms, args.json);
     if ready < args.count as usize {
         bail!("{ready} of {} containers were ready within {} s", args.count, args.timeout);

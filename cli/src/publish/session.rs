@@ -32,6 +32,15 @@ pub async fn serve(job: Arc<Job>, mut s: Session) -> anyhow::Result<()> {
     provider.verify(&transcript, &sig).context("the provider's session signature")?;
     s.send(&Msg::Auth { sig: job.key.sign(&transcript) }).await?;
 
+    // History: a provider once dropped for misreporting is refused; one
+    // whose contracts failed lets the others go first.
+    let history = job.records.get(&provider.address().to_string())?;
+    if history.dropped > 0 {
+        let why = format!("this publisher dropped {} of your contracts for usage beyond the limits", history.dropped);
+        s.send(&Msg::Reject { reason: why.clone() }).await?;
+        bail!("provider {}: {why}", provider.address());
+    }
+
     // Rounds.
     let mut last_counter: Option<Rates> = None;
     let offer = loop {
@@ -55,6 +64,9 @@ pub async fn serve(job: Arc<Job>, mut s: Session) -> anyhow::Result<()> {
             }
         }
     };
+    if history.failed > 0 {
+        tokio::time::sleep(super::record::FAILED_WAIT).await;
+    }
     let indices = job.assign(offer.count);
     if indices.is_empty() {
         s.send(&Msg::Reject { reason: "the job is full".into() }).await?;
