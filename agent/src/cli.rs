@@ -49,11 +49,20 @@ pub struct RunArgs {
     /// Lowest counter-offer accepted, percent of the asking rates.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub reserve_pct: u64,
+    /// Largest exposure bound (unpaid value carried) accepted in a contract, base units.
+    #[arg(long, default_value_t = 100 * zennet_protocol::Amount::BASE_PER_XEN)]
+    pub max_exposure: u64,
+    /// Metering intervals a container stays frozen for non-payment before it is killed.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
+    pub grace_intervals: u32,
+    /// Fee on the agent's own transactions (`ChannelClose`), base units.
+    #[arg(long, default_value_t = 1000)]
+    pub fee: u64,
 }
 
 impl Default for RunArgs {
     fn default() -> Self {
-        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None, cgroup_parent: "zennet".into(), rpc: None, price_per_second: 1000, reserve_pct: 80 }
+        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None, cgroup_parent: "zennet".into(), rpc: None, price_per_second: 1000, reserve_pct: 80, max_exposure: 100 * zennet_protocol::Amount::BASE_PER_XEN, grace_intervals: 3, fee: 1000 }
     }
 }
 
@@ -148,6 +157,9 @@ pub fn run(args: RunArgs) -> Result<()> {
                     rpc: rpc.clone(),
                     price_per_second: zennet_protocol::Amount(args.price_per_second),
                     reserve_pct: args.reserve_pct,
+                    max_exposure: zennet_protocol::Amount(args.max_exposure),
+                    grace_intervals: args.grace_intervals,
+                    fee: zennet_protocol::Amount(args.fee),
                     host_keys_dir: args.state_dir.join("hostkeys"),
                     ..Default::default()
                 };

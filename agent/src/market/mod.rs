@@ -1,5 +1,5 @@
-//! The provider's side of the market (ARCHITECTURE.md steps 2 to 9): watch
-//! the chain for announcements that fit the free capacity and pay at least
+//! The provider's side of the market (ARCHITECTURE.md steps 2 to 9): follow
+//! the chain's announcements (a WebSocket subscription) that fit the free capacity and pay at least
 //! the reserve, dial the publisher, negotiate ([`session`]), start the
 //! container once the channel is in a block, then meter and get paid
 //! ([`pay`]). Contracts and vouchers live in the agent's redb store; on
@@ -39,7 +39,7 @@ pub struct MarketConfig {
     pub max_exposure: Amount,
     /// Intervals a container stays frozen for non-payment before it is killed.
     pub grace_intervals: u32,
-    /// How often the chain is polled for announcements.
+    /// Wait before reopening a lost subscription to the chain.
     pub poll: Duration,
     /// Fee paid on the agent's own txs (`ChannelClose`).
     pub fee: Amount,
@@ -58,7 +58,7 @@ impl Default for MarketConfig {
             reserve_pct: 80,
             max_exposure: Amount(100 * Amount::BASE_PER_XEN),
             grace_intervals: 3,
-            poll: Duration::from_millis(500),
+            poll: Duration::from_secs(1),
             fee: Amount(1_000),
             host_keys_dir: "/var/lib/zennet/hostkeys".into(),
             max_unpaid_history: Amount(Amount::BASE_PER_XEN / 100),
@@ -129,7 +129,9 @@ impl Market {
     }
 
     /// Runs until the process ends: settles what a previous run left open,
-    /// then answers every fitting announcement.
+    /// then answers every fitting announcement: those active now (one RPC
+    /// call), then each new one as the node's subscription delivers it. A
+    /// lost subscription is reopened after `poll`, catching up the same way.
     pub async fn run(self: Arc<Self>) {
         self.clone().recover().await;
         let mut seen: HashSet<Hash32> = HashSet::new();
@@ -140,21 +142,29 @@ impl Market {
                 "max_cpu_millicores": self.capacity.cpu_millicores,
                 "max_disk_bytes": self.capacity.disk_bytes,
             });
-            let chain = self.chain.clone();
-            match tokio::task::spawn_blocking(move || chain.announcements(filter)).await.expect("rpc task") {
-                Ok(anns) => {
-                    warned = false;
-                    for ann in anns {
-                        if seen.insert(ann.id) {
-                            self.clone().consider(ann);
-                        }
+            let r: anyhow::Result<()> = async {
+                let mut sub = zennet_net::subscribe::announcements(&self.cfg.rpc, filter.clone()).await?;
+                let chain = self.chain.clone();
+                let now = tokio::task::spawn_blocking(move || chain.announcements(filter)).await??;
+                warned = false;
+                for ann in now {
+                    if seen.insert(ann.id) {
+                        self.clone().consider(ann);
                     }
                 }
-                Err(e) if !warned => {
-                    warned = true;
-                    tracing::warn!("chain unreachable at {}: {e:#}", self.cfg.rpc);
+                loop {
+                    let ann = sub.next().await?;
+                    if seen.insert(ann.id) {
+                        self.clone().consider(ann);
+                    }
                 }
-                Err(_) => {}
+            }
+            .await;
+            if let Err(e) = r {
+                if !warned {
+                    tracing::warn!("following the chain at {}: {e:#}", self.cfg.rpc);
+                    warned = true;
+                }
             }
             tokio::time::sleep(self.cfg.poll).await;
         }
