@@ -109,7 +109,7 @@ impl Market {
     fn take(&self, ann: &Announcement) -> u32 {
         let r = &ann.requirements;
         let mut u = self.used.lock().unwrap();
-        let free = |cap: u64, used: u64, each: u64| if each == 0 { u64::MAX } else { cap.saturating_sub(used) / each };
+        let free = |cap: u64, used: u64, each: u64| cap.saturating_sub(used).checked_div(each).unwrap_or(u64::MAX);
         let n = free(self.capacity.memory_bytes, u.memory_bytes, r.memory_bytes)
             .min(free(self.capacity.cpu_millicores as u64, u.cpu_millicores, r.cpu_millicores as u64))
             .min(free(self.capacity.disk_bytes, u.disk_bytes, r.disk_bytes))

@@ -91,13 +91,13 @@ pub async fn meter(m: &Arc<Market>, lives: &mut HashMap<Hash32, Live>, tx: &mut 
         };
         let elapsed_ms = live.started.map_or(0, |s| s.elapsed().as_millis() as u64);
         live.seq += 1;
-        let report = UsageReport { contract: *id, seq: live.seq, elapsed_ms, usage: u.clone() }.sign(&m.key);
+        let report = UsageReport { contract: *id, seq: live.seq, elapsed_ms, usage: *u }.sign(&m.key);
         tx.send(&Msg::Usage(report)).await?;
         // The publisher has had a whole interval to pay for the previous
         // report; this one's voucher is still in flight.
         let unpaid_prev = live.unpaid();
         live.owed = live.rec.contract.terms.owed(u)?;
-        live.rec.last_usage = Some(u.clone());
+        live.rec.last_usage = Some(*u);
         let terms = &live.rec.contract.terms;
         if unpaid_prev > terms.exposure_bound {
             match live.frozen_since {

@@ -318,7 +318,7 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::
     let node = Node::start(&key, Some(args.listen.parse().with_context(|| format!("--listen {:?}", args.listen))?)).await?;
     let endpoint = node.listen_addrs().await.into_iter().next().context("the libp2p node has no listen address")?;
     let mut incoming = node.incoming()?;
-    let job_id = hex::encode(&rand8());
+    let job_id = hex::encode(rand8());
     let requirements = Requirements { count: args.count, memory_bytes: spec.memory_bytes, cpu_millicores: spec.cpu_millicores, disk_bytes: spec.disk_bytes, image: spec.base.clone() };
     let ann_expiry = head.height + args.timeout + 30;
     let body = TxBody::Announce { job_id: job_id.clone(), requirements, endpoint: endpoint.to_string(), price_ceiling: ceiling, expiry_height: ann_expiry };
@@ -413,15 +413,18 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::
     };
     tokio::pin!(until, keep_best);
     let mut ranked = false;
-    while ready > 0 {
-        tokio::select! {
-            _ = &mut until => break,
-            _ = tokio::signal::ctrl_c() => { eprintln!("zennet: interrupted, stopping"); break }
-            _ = term.recv() => { eprintln!("zennet: terminated, stopping"); break }
-            k = &mut keep_best, if !ranked => {
-                ranked = true;
-                let n = job.keep_best(k as usize);
-                eprintln!("zennet: keeping the {k} most efficient containers, closing {n}");
+    // Run (if anything is ready) until the duration passes or an interrupt.
+    if ready > 0 {
+        loop {
+            tokio::select! {
+                _ = &mut until => break,
+                _ = tokio::signal::ctrl_c() => { eprintln!("zennet: interrupted, stopping"); break }
+                _ = term.recv() => { eprintln!("zennet: terminated, stopping"); break }
+                k = &mut keep_best, if !ranked => {
+                    ranked = true;
+                    let n = job.keep_best(k as usize);
+                    eprintln!("zennet: keeping the {k} most efficient containers, closing {n}");
+                }
             }
         }
     }
@@ -444,7 +447,7 @@ fn print_outcome(job: &Job, outcome: &BTreeMap<Hash32, settle::Outcome>, hire_ms
     for c in job.snapshot() {
         let t = &c.contract.terms;
         let o = outcome.get(&c.contract.terms.id());
-        let usage = c.last_report.as_ref().map(|r| r.usage.clone());
+        let usage = c.last_report.as_ref().map(|r| r.usage);
         let owed = usage.as_ref().and_then(|u| cost(&t.rates, u).ok()).unwrap_or(Amount::ZERO);
         rows.push(json!({
             "index": t.index,
