@@ -223,7 +223,7 @@ async fn a_publisher_drops_a_provider_that_inflates_usage_and_survives_garbage()
         .arg("rent")
         .arg("--wallet")
         .arg(&wallet)
-        .args(["--rpc", &net.rpc, "--json", "--interval-ms", "500", "-n", "1", "-m", "64M", "--duration", "8", "--expiry-blocks", "14", "--timeout", "30"])
+        .args(["--rpc", &net.rpc, "--json", "--interval-ms", "500", "-n", "2", "-m", "64M", "--duration", "8", "--expiry-blocks", "14", "--timeout", "30"])
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -259,33 +259,54 @@ async fn a_publisher_drops_a_provider_that_inflates_usage_and_survives_garbage()
     s.send(&Msg::Auth { sig: key.sign(&t) }).await.unwrap();
     let Msg::Auth { .. } = s.recv().await.unwrap() else { panic!() };
     let cap = Capacity { memory_bytes: 1 << 30, cpu_millicores: 2000, pids_max: 4096, disk_bytes: 1 << 30 };
-    s.send(&Msg::Offer(Offer { round: 0, count: 1, rates: default_rates(Amount(1000), &cap), calibration: None })).await.unwrap();
+    s.send(&Msg::Offer(Offer { round: 0, count: 2, rates: default_rates(Amount(1000), &cap), calibration: None })).await.unwrap();
     let Msg::Accept { .. } = s.recv().await.unwrap() else { panic!() };
-    let Msg::Propose(mut terms) = s.recv().await.unwrap() else { panic!() };
-    terms.host_key_fingerprint = format!("SHA256:{}", "A".repeat(43));
-    s.send(&Msg::Sign { sig: key.sign(&terms.signing_bytes()), terms: terms.clone() }).await.unwrap();
-    let Msg::Countersign { contract, .. } = s.recv().await.unwrap() else { panic!() };
-    let Msg::ChannelOpened { .. } = s.recv().await.unwrap() else { panic!() };
-    s.send(&Msg::Ready { contract }).await.unwrap();
-    // Ten times the cpu its limit allows in one second.
+    let mut all = Vec::new();
+    for _ in 0..2 {
+        let Msg::Propose(mut terms) = s.recv().await.unwrap() else { panic!() };
+        terms.host_key_fingerprint = format!("SHA256:{}", "A".repeat(43));
+        all.push(terms);
+    }
+    for terms in &all {
+        s.send(&Msg::Sign { sig: key.sign(&terms.signing_bytes()), terms: terms.clone() }).await.unwrap();
+    }
+    let mut ids = Vec::new();
+    for _ in 0..2 {
+        let Msg::Countersign { contract, .. } = s.recv().await.unwrap() else { panic!() };
+        let Msg::ChannelOpened { .. } = s.recv().await.unwrap() else { panic!() };
+        s.send(&Msg::Ready { contract }).await.unwrap();
+        ids.push(contract);
+    }
+    let cpu_limit_ns_per_s = all[0].spec.cpu_millicores as u64 * 1_000_000;
+    // Contract A: ten times the cpu its limit allows in one second.
     let mut usage = zennet_protocol::UsageVector::zero();
-    usage.set(UsageComponent::CpuUserNs, 10 * terms.spec.cpu_millicores as u64 * 1_000_000);
+    usage.set(UsageComponent::CpuUserNs, 10 * cpu_limit_ns_per_s);
     usage.set(UsageComponent::WallNs, 1_000_000_000);
-    s.send(&Msg::Usage(UsageReport { contract, seq: 1, elapsed_ms: 1000, usage }.sign(&key))).await.unwrap();
+    s.send(&Msg::Usage(UsageReport { contract: ids[0], seq: 1, elapsed_ms: 1000, usage }.sign(&key))).await.unwrap();
     let Msg::Close { contract: Some(c), reason } = s.recv_within(Duration::from_secs(10)).await.unwrap() else { panic!() };
-    assert_eq!(c, contract);
+    assert_eq!(c, ids[0]);
     assert!(reason.contains("millicore limit"), "{reason}");
+    // Contract B: usage within the limits for an hour, an hour its clock claims.
+    let mut usage = zennet_protocol::UsageVector::zero();
+    usage.set(UsageComponent::CpuUserNs, 3600 * cpu_limit_ns_per_s);
+    usage.set(UsageComponent::WallNs, 3_600_000_000_000);
+    s.send(&Msg::Usage(UsageReport { contract: ids[1], seq: 1, elapsed_ms: 3_600_000, usage }.sign(&key))).await.unwrap();
+    let Msg::Close { contract: Some(c), reason } = s.recv_within(Duration::from_secs(10)).await.unwrap() else { panic!() };
+    assert_eq!(c, ids[1]);
+    assert!(reason.contains("since the channel opened"), "{reason}");
 
     let out = rent.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let stderr = String::from_utf8_lossy(&out.stderr);
     let done: serde_json::Value = stdout.lines().filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok()).find(|v| v["event"] == "done").unwrap_or_else(|| panic!("{stdout}\n{stderr}"));
-    let c = &done["contracts"][0];
-    assert_eq!(c["state"], "failed", "{c}");
-    assert!(c["reason"].as_str().unwrap().starts_with("dropped: usage report refused"), "{c}");
-    assert_eq!(c["voucher"], 0, "{c}");
-    // Its deposit came back after expiry; the garbage session was named.
-    assert_eq!(c["settled_by"], "refunded", "{c}\n{stderr}");
+    for c in done["contracts"].as_array().unwrap() {
+        assert_eq!(c["state"], "failed", "{c}");
+        assert!(c["reason"].as_str().unwrap().starts_with("dropped: usage report refused"), "{c}");
+        assert_eq!(c["voucher"], 0, "{c}");
+        // Its deposit came back after expiry.
+        assert_eq!(c["settled_by"], "refunded", "{c}\n{stderr}");
+    }
+    // The garbage session was named.
     assert!(stderr.contains("malformed message"), "{stderr}");
 
     // The publisher remembers (publisher.redb next to its wallet): its next

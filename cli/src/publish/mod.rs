@@ -124,13 +124,16 @@ pub struct PubContract {
     /// Cumulative amount of the newest voucher the provider acknowledged.
     pub acked_amount: Amount,
     pub last_seen: Instant,
+    /// When the channel was opened: no report may claim more time than has
+    /// passed since (plus [`session::CLOCK_SLACK_MS`]).
+    pub opened_at: Instant,
     /// Set when the publisher decided to end it (the session closes it).
     pub drop_reason: Option<String>,
 }
 
 impl PubContract {
     fn new(contract: Contract, channel: ChannelId) -> Self {
-        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now(), drop_reason: None }
+        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now(), opened_at: Instant::now(), drop_reason: None }
     }
     fn end(&mut self, why: &str) {
         if matches!(self.state, State::Opening | State::Ready) {

@@ -16,6 +16,9 @@ use zennet_protocol::voucher::Voucher;
 use zennet_protocol::Rates;
 
 const STEP: Duration = Duration::from_secs(15);
+/// How far a provider's clock may run ahead of the publisher's (reports
+/// count time from the container's start, which follows the channel's opening).
+pub const CLOCK_SLACK_MS: u64 = 2_000;
 
 /// Serves one provider until the job stops or the provider goes away.
 pub async fn serve(job: Arc<Job>, mut s: Session) -> anyhow::Result<()> {
@@ -138,7 +141,13 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
                         // Closed by this side: the last voucher sent before the close is final.
                         continue;
                     }
-                    match check_report(&c.contract, c.last_report.as_ref(), &report) {
+                    let since_open = c.opened_at.elapsed().as_millis() as u64;
+                    let checked = if report.report.elapsed_ms > since_open + CLOCK_SLACK_MS {
+                        Err(zennet_protocol::market::MarketError::BadReport(format!("claims {} ms since the start, only {since_open} ms since the channel opened", report.report.elapsed_ms)))
+                    } else {
+                        check_report(&c.contract, c.last_report.as_ref(), &report)
+                    };
+                    match checked {
                         Ok(owed) => {
                             let cumulative = owed.min(job.deposit);
                             let v = Voucher { chain_id: job.chain_id.clone(), channel: c.channel, cumulative, nonce: report.report.seq }.sign(&job.key);
