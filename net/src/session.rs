@@ -228,7 +228,7 @@ pub struct Session {
 impl Session {
     fn new(peer: PeerId, peer_key: PublicKey, stream: libp2p::Stream) -> Session {
         let (r, w) = stream.split();
-        Session { peer, peer_key, rx: Reader(r), tx: Writer(w) }
+        Session { peer, peer_key, rx: Reader { r, buf: Vec::new() }, tx: Writer(w) }
     }
 
     /// Sends one message.
@@ -252,27 +252,38 @@ impl Session {
     }
 }
 
-/// The receiving half of a session.
-pub struct Reader(ReadHalf<libp2p::Stream>);
+/// The receiving half of a session. Bytes read but not yet a whole frame
+/// stay in its buffer, so [`Reader::recv`] is cancel-safe: a `select!` may
+/// drop it between frames or mid-frame without losing a byte.
+pub struct Reader {
+    r: ReadHalf<libp2p::Stream>,
+    buf: Vec<u8>,
+}
 /// The sending half of a session.
 pub struct Writer(WriteHalf<libp2p::Stream>);
 
 impl Reader {
     /// Receives one frame and decodes it; an oversized length is refused
-    /// before anything is allocated.
+    /// before the body is read.
     pub async fn recv(&mut self) -> Result<Msg, NetError> {
-        let mut len = [0u8; 4];
-        match self.0.read_exact(&mut len).await {
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(NetError::Closed),
-            r => r?,
+        loop {
+            if self.buf.len() >= 4 {
+                let n = u32::from_be_bytes([self.buf[0], self.buf[1], self.buf[2], self.buf[3]]) as usize;
+                if n > MAX_FRAME_BYTES {
+                    return Err(NetError::TooLarge(n));
+                }
+                if self.buf.len() >= 4 + n {
+                    let frame: Vec<u8> = self.buf.drain(..4 + n).skip(4).collect();
+                    return Ok(decode(&frame)?);
+                }
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let k = self.r.read(&mut chunk).await?;
+            if k == 0 {
+                return Err(NetError::Closed);
+            }
+            self.buf.extend_from_slice(&chunk[..k]);
         }
-        let n = u32::from_be_bytes(len) as usize;
-        if n > MAX_FRAME_BYTES {
-            return Err(NetError::TooLarge(n));
-        }
-        let mut buf = vec![0u8; n];
-        self.0.read_exact(&mut buf).await?;
-        Ok(decode(&buf)?)
     }
 }
 
@@ -327,6 +338,28 @@ mod tests {
         w.0.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
         w.0.flush().await.unwrap();
         assert!(matches!(r.recv().await, Err(NetError::TooLarge(_))));
+    }
+
+    #[tokio::test]
+    async fn a_frame_split_across_writes_survives_a_cancelled_recv() {
+        let a = SecretKey::from_seed("d");
+        let na = Node::start(&a, Some("/ip4/127.0.0.1/tcp/0".parse().unwrap())).await.unwrap();
+        let nb = Node::start(&SecretKey::from_seed("e"), None).await.unwrap();
+        let mut inc = na.incoming().unwrap();
+        let s = nb.connect(&na.listen_addrs().await.remove(0)).await.unwrap();
+        let (_, mut w) = s.split();
+        let msg = Msg::Reject { reason: "x".repeat(400) };
+        let body = zennet_protocol::market::encode(&msg);
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        // Half a frame, then a recv that is cancelled by a timeout.
+        w.0.write_all(&frame[..200]).await.unwrap();
+        w.0.flush().await.unwrap();
+        let mut r = inc.next().await.unwrap();
+        assert!(tokio::time::timeout(Duration::from_millis(200), r.recv()).await.is_err());
+        w.0.write_all(&frame[200..]).await.unwrap();
+        w.0.flush().await.unwrap();
+        assert_eq!(r.recv().await.unwrap(), msg);
     }
 
     #[tokio::test]
