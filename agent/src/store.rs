@@ -201,16 +201,24 @@ impl Store {
         }
     }
 
-    /// Adds a settled contract to its publisher's record, in one commit.
+    /// Adds a settled contract to its publisher's record: read and written
+    /// in one write transaction.
     pub fn record_settled(&self, publisher: &str, paid: u64, unpaid: u64, dispute: bool) -> Result<Reputation, StoreError> {
-        let mut rep = self.reputation(publisher)?;
-        rep.contracts += 1;
-        rep.paid = rep.paid.saturating_add(paid);
-        rep.unpaid = rep.unpaid.saturating_add(unpaid);
-        rep.disputes += dispute as u64;
-        let bytes = serde_json::to_vec(&rep).map_err(StoreError::Encode)?;
         let w = self.db.begin_write().map_err(|e| self.err(e))?;
-        w.open_table(REPUTATION).map_err(|e| self.err(e))?.insert(publisher, bytes.as_slice()).map_err(|e| self.err(e))?;
+        let rep = {
+            let mut t = w.open_table(REPUTATION).map_err(|e| self.err(e))?;
+            let mut rep: Reputation = match t.get(publisher).map_err(|e| self.err(e))? {
+                None => Reputation::default(),
+                Some(v) => serde_json::from_slice(v.value()).map_err(|e| StoreError::CorruptContract { path: self.path.clone(), id: publisher.to_string(), reason: e.to_string() })?,
+            };
+            rep.contracts += 1;
+            rep.paid = rep.paid.saturating_add(paid);
+            rep.unpaid = rep.unpaid.saturating_add(unpaid);
+            rep.disputes += dispute as u64;
+            let bytes = serde_json::to_vec(&rep).map_err(StoreError::Encode)?;
+            t.insert(publisher, bytes.as_slice()).map_err(|e| self.err(e))?;
+            rep
+        };
         w.commit().map_err(|e| self.err(e))?;
         Ok(rep)
     }

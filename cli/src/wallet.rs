@@ -3,7 +3,7 @@
 //! it). It talks to a chain node only by JSON-RPC over HTTP and builds txs
 //! from `zennet-protocol` types.
 
-use anyhow::{bail, Context};
+use anyhow::Context;
 use clap::Subcommand;
 use serde_json::json;
 use std::io::Read;
@@ -12,7 +12,7 @@ use std::time::Duration;
 use zennet_net::rpc::call;
 use zennet_protocol::keyfile;
 use zennet_protocol::keys::{Address, SecretKey};
-use zennet_protocol::tx::{Tx, TxBody};
+use zennet_protocol::tx::TxBody;
 use zennet_protocol::Amount;
 
 /// Wallet commands.
@@ -99,26 +99,12 @@ pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str) -> anyhow::Result<()>
             let k = read_key(key_path)?;
             let to: Address = to.parse()?;
             let amount = Amount::parse_xen(&amount).map_err(anyhow::Error::msg)?;
-            let chain_id = call(rpc_url, "xen_chainId", json!([]))?
-                .as_str()
-                .context("node returned no chain id")?
-                .to_string();
-            let acc = call(rpc_url, "xen_getAccount", json!([k.address().to_string()]))?;
-            let nonce = acc["nonce"].as_u64().context("node returned no nonce")?;
-            let tx = Tx {
-                chain_id,
-                from: k.public(),
-                nonce,
-                fee: Amount(fee),
-                body: TxBody::Transfer { to, amount },
-            }
-            .sign(&k);
-            let hash = call(rpc_url, "xen_submitTx", json!([tx]))?;
-            let hash = hash.as_str().context("node returned no tx hash")?.to_string();
+            let chain = zennet_net::rpc::Chain::new(rpc_url);
+            let (hash, _) = chain.submit(&k, Amount(fee), TxBody::Transfer { to, amount })?;
             let height = if no_wait {
                 None
             } else {
-                Some(wait_included(rpc_url, &hash, Duration::from_secs(timeout))?)
+                Some(chain.wait_included(&hash, Duration::from_secs(timeout))?)
             };
             match (json, height) {
                 (true, h) => println!("{}", json!({"tx": hash, "height": h})),
@@ -128,21 +114,6 @@ pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str) -> anyhow::Result<()>
         }
     }
     Ok(())
-}
-
-/// Polls the node until tx `hash` has a receipt; returns its block height.
-fn wait_included(rpc_url: &str, hash: &str, timeout: Duration) -> anyhow::Result<u64> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let r = call(rpc_url, "xen_getReceipt", json!([hash]))?;
-        if let Some(h) = r["height"].as_u64() {
-            return Ok(h);
-        }
-        if std::time::Instant::now() >= deadline {
-            bail!("tx {hash} was admitted but no block included it within {}s (see `xen_getTx`)", timeout.as_secs());
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
 }
 
 /// Parses a hex secret (whitespace around it ignored); the error never shows the input.

@@ -4,7 +4,7 @@
 //! publisher. Every figure is checked against the chain.
 mod common;
 
-use common::{bin, dev_keys, devnet, write_key, Devnet};
+use common::{bin, dev_keys, devnet, is_root, remove_cgroup_parent, write_key, Devnet};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,19 +13,6 @@ use std::time::{Duration, Instant};
 use zennet_protocol::{cost, Rates, UsageVector};
 
 const FEE: u64 = 1000;
-
-fn is_root() -> bool {
-    nix_uid() == 0
-}
-
-fn nix_uid() -> u32 {
-    std::fs::read_to_string("/proc/self/status")
-        .unwrap()
-        .lines()
-        .find(|l| l.starts_with("Uid:"))
-        .and_then(|l| l.split_whitespace().nth(1).map(|x| x.parse().unwrap()))
-        .unwrap()
-}
 
 /// A running `zennet-agent run --rpc`; SIGTERM and reap on drop.
 struct Agent {
@@ -82,11 +69,7 @@ impl Drop for Agent {
     /// Stops the agent and removes the (empty) cgroup parents its engine made.
     fn drop(&mut self) {
         self.stop();
-        for ctl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            for name in [format!("{}.zygote", self.cgroup_parent), self.cgroup_parent.clone()] {
-                let _ = std::fs::remove_dir(ctl.path().join(name));
-            }
-        }
+        remove_cgroup_parent(&self.cgroup_parent);
     }
 }
 

@@ -6,7 +6,7 @@
 //! limits. Each is refused with the reason, and neither side crashes.
 mod common;
 
-use common::{bin, dev_keys, devnet, write_key};
+use common::{bin, dev_keys, devnet, is_root, remove_cgroup_parent, write_key};
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::Duration;
@@ -23,10 +23,6 @@ use zennet_protocol::{Amount, UsageComponent};
 
 const FEE: Amount = Amount(1000);
 
-fn root() -> bool {
-    std::fs::read_to_string("/proc/self/status").unwrap().lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
-}
-
 /// The agent under test: stopped, and its cgroup parents removed, however the test ends.
 struct AgentGuard {
     child: std::process::Child,
@@ -37,11 +33,7 @@ impl Drop for AgentGuard {
     fn drop(&mut self) {
         let _ = Command::new("kill").arg(self.child.id().to_string()).status();
         let _ = self.child.wait();
-        for ctl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            for name in [format!("{}.zygote", self.parent), self.parent.clone()] {
-                let _ = std::fs::remove_dir(ctl.path().join(name));
-            }
-        }
+        remove_cgroup_parent(&self.parent);
     }
 }
 
@@ -71,7 +63,7 @@ async fn no_ack_until_next_report(s: &mut Session) -> UsageReport {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_agent_refuses_bad_vouchers_and_oversized_frames_and_keeps_the_good_one() {
-    if !root() {
+    if !is_root() {
         eprintln!("skipped: the agent's containers need root");
         return;
     }

@@ -107,7 +107,7 @@ impl Chain {
                 return Ok(h);
             }
             if Instant::now() >= deadline {
-                bail!("tx {tx} was admitted but no block included it within {}s", timeout.as_secs());
+                bail!("tx {tx} was admitted but no block included it within {}s (see `xen_getTx`)", timeout.as_secs());
             }
             std::thread::sleep(Duration::from_millis(100));
         }

@@ -63,6 +63,13 @@ pub struct Hash32(pub [u8; 32]);
 pub type ChannelId = Hash32;
 
 impl Hash32 {
+    /// 32 bytes from the operating system's randomness (session nonces).
+    pub fn random() -> Hash32 {
+        let mut b = [0u8; 32];
+        getrandom::fill(&mut b).expect("the OS random source");
+        Hash32(b)
+    }
+
     /// Parses 64 hex characters.
     pub fn from_hex(s: &str) -> Result<Hash32, KeyError> {
         let b = hex::decode(s).map_err(|e| KeyError::Hex(e.to_string()))?;

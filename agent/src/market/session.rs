@@ -58,7 +58,7 @@ pub async fn provide(m: Arc<Market>, ann: &Announcement, n: u32) -> anyhow::Resu
             Ok(s) => break s,
             Err(e) if attempt < OPEN_ATTEMPTS => {
                 attempt += 1;
-                let wait = Duration::from_millis(100 << attempt) + Duration::from_millis(rand32()[0] as u64);
+                let wait = Duration::from_millis(100 << attempt) + Duration::from_millis(Hash32::random().0[0] as u64);
                 tracing::info!("announcement {}: opening the session failed ({e:#}), retrying in {wait:?}", ann.id);
                 tokio::time::sleep(wait).await;
             }
@@ -77,7 +77,7 @@ async fn open(m: &Arc<Market>, ann: &Announcement) -> anyhow::Result<zennet_net:
     }
     let chain = m.chain.clone();
     let chain_id = tokio::task::spawn_blocking(move || chain.chain_id()).await??;
-    let mine = Hello { version: MARKET_VERSION, chain_id, job: ann.id, key: m.key.public(), nonce: Hash32(rand32()) };
+    let mine = Hello { version: MARKET_VERSION, chain_id, job: ann.id, key: m.key.public(), nonce: Hash32::random() };
     s.send(&Msg::Hello(mine.clone())).await?;
     let Msg::Hello(theirs) = s.recv_within(STEP).await? else { bail!("expected the publisher's hello") };
     if theirs.key != s.peer_key {
@@ -329,12 +329,6 @@ fn host_key(m: &Market, container: &str) -> anyhow::Result<String> {
     let path = m.cfg.host_keys_dir.join(container);
     k.write_openssh_file(&path, LineEnding::LF).with_context(|| format!("write host key {}", path.display()))?;
     Ok(k.public_key().fingerprint(HashAlg::Sha256).to_string())
-}
-
-fn rand32() -> [u8; 32] {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("the OS random source");
-    b
 }
 
 /// A message's type name, for errors.

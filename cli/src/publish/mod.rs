@@ -321,7 +321,7 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::
     let node = Node::start(&key, Some(args.listen.parse().with_context(|| format!("--listen {:?}", args.listen))?)).await?;
     let endpoint = node.listen_addrs().await.into_iter().next().context("the libp2p node has no listen address")?;
     let mut incoming = node.incoming()?;
-    let job_id = hex::encode(rand8());
+    let job_id = hex::encode(&Hash32::random().0[..8]);
     let requirements = Requirements { count: args.count, memory_bytes: spec.memory_bytes, cpu_millicores: spec.cpu_millicores, disk_bytes: spec.disk_bytes, image: spec.base.clone() };
     let ann_expiry = head.height + args.timeout + 30;
     let body = TxBody::Announce { job_id: job_id.clone(), requirements, endpoint: endpoint.to_string(), price_ceiling: ceiling, expiry_height: ann_expiry };
@@ -477,10 +477,4 @@ fn print_outcome(job: &Job, outcome: &BTreeMap<Hash32, settle::Outcome>, hire_ms
     if json_out {
         println!("{}", json!({"event": "done", "job": job.ann.to_string(), "hire_ms": hire_ms, "full_load_hour": full_load_usage(&job.spec, 3600).counters, "contracts": rows}));
     }
-}
-
-fn rand8() -> [u8; 8] {
-    let mut b = [0u8; 8];
-    getrandom::fill(&mut b).expect("the OS random source");
-    b
 }

@@ -27,7 +27,7 @@ pub async fn serve(job: Arc<Job>, mut s: Session) -> anyhow::Result<()> {
     if theirs.key != provider {
         bail!("the provider's hello names a key other than its peer id's");
     }
-    let mine = Hello { version: MARKET_VERSION, chain_id: job.chain_id.clone(), job: job.ann, key: job.key.public(), nonce: Hash32(rand32()) };
+    let mine = Hello { version: MARKET_VERSION, chain_id: job.chain_id.clone(), job: job.ann, key: job.key.public(), nonce: Hash32::random() };
     s.send(&Msg::Hello(mine.clone())).await?;
     check_hellos(&theirs, &mine)?;
     let transcript = session_transcript(&theirs, &mine);
@@ -211,10 +211,4 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
             }
         }
     }
-}
-
-fn rand32() -> [u8; 32] {
-    let mut b = [0u8; 32];
-    getrandom::fill(&mut b).expect("the OS random source");
-    b
 }

@@ -69,3 +69,18 @@ pub fn write_key(path: &Path, secret_hex: &str) {
     let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path).unwrap();
     writeln!(f, "{secret_hex}").unwrap();
 }
+
+/// Whether this process runs as root (the agents' containers need it).
+pub fn is_root() -> bool {
+    std::fs::read_to_string("/proc/self/status").unwrap().lines().any(|l| l.starts_with("Uid:") && l.split_whitespace().nth(1) == Some("0"))
+}
+
+/// Removes the (empty) cgroup parents an agent's engine made under `parent`
+/// in every hierarchy, and its zygote's group.
+pub fn remove_cgroup_parent(parent: &str) {
+    for ctl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        for name in [format!("{parent}.zygote"), parent.to_string()] {
+            let _ = std::fs::remove_dir(ctl.path().join(name));
+        }
+    }
+}
