@@ -9,8 +9,10 @@
 //!   seed's pseudoinverse fit of per-component rates.
 //! - [`store`]: the agent's redb database (calibration records).
 //! - [`config`]: `zennet.toml`, kernel command line overrides, last-valid fallback.
+//! - [`market`]: announcements, negotiation, contracts, metering and pay.
+//! - [`ssh`]: the containers' SSH server, reached through libp2p tunnels.
 //!
-//! Later issues add `meter`, `market`, `pay`, `ssh` and `api` beside them.
+//! A later issue adds `api` (D-Bus) beside them.
 //! `main.rs` only wires these together.
 
 pub mod calibrate;
@@ -18,4 +20,5 @@ pub mod cli;
 pub mod config;
 pub mod containers;
 pub mod market;
+pub mod ssh;
 pub mod store;

@@ -4,7 +4,7 @@
 //! publisher. Every figure is checked against the chain.
 mod common;
 
-use common::{bin, dev_keys, devnet, is_root, remove_cgroup_parent, write_key, Devnet};
+use common::{bin, dev_keys, devnet, is_root, write_key, Agent, Devnet};
 use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -13,65 +13,6 @@ use std::time::{Duration, Instant};
 use zennet_protocol::{cost, Rates, UsageVector};
 
 const FEE: u64 = 1000;
-
-/// A running `zennet-agent run --rpc`; SIGTERM and reap on drop.
-struct Agent {
-    child: Child,
-    address: String,
-    log: PathBuf,
-    cgroup_parent: String,
-}
-
-impl Agent {
-    fn start(dir: &Path, i: usize, secret: &str, rpc: &str, extra: &[&str]) -> Agent {
-        let state = dir.join(format!("agent{i}"));
-        std::fs::create_dir_all(&state).unwrap();
-        let key = state.join("identity.key");
-        if !key.exists() {
-            write_key(&key, secret);
-        }
-        let log = dir.join(format!("agent{i}.log"));
-        // Unique per test (its temp dir), the same across an agent's restarts.
-        let tag: String = dir.file_name().unwrap().to_string_lossy().chars().filter(|c| c.is_ascii_alphanumeric()).collect();
-        let cgroup_parent = format!("zennet-mkt-{tag}-{i}");
-        let mut child = Command::new(bin("zennet-agent"))
-            .arg("run")
-            .arg("--state-dir")
-            .arg(&state)
-            .args(["--no-network", "--max-memory-mib", "64", "--cgroup-parent", &cgroup_parent])
-            .args(["--rpc", rpc])
-            .args(extra)
-            .env("ZENNET_LOG", "info")
-            .stdout(Stdio::piped())
-            .stderr(std::fs::File::create(&log).unwrap())
-            .spawn()
-            .unwrap();
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-        assert!(line.starts_with("zennet-agent ready") && line.contains("market=on"), "agent {i}: {line:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
-        let address = line.trim().rsplit("address=").next().unwrap().to_string();
-        Agent { child, address, log, cgroup_parent }
-    }
-
-    fn log(&self) -> String {
-        std::fs::read_to_string(&self.log).unwrap_or_default()
-    }
-
-    fn stop(&mut self) {
-        if self.child.try_wait().ok().flatten().is_none() {
-            let _ = Command::new("kill").arg(self.child.id().to_string()).status();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-impl Drop for Agent {
-    /// Stops the agent and removes the (empty) cgroup parents its engine made.
-    fn drop(&mut self) {
-        self.stop();
-        remove_cgroup_parent(&self.cgroup_parent);
-    }
-}
 
 fn rpc(net: &Devnet, method: &str, params: Value) -> Value {
     zennet_net::rpc::call(&net.rpc, method, params).unwrap()

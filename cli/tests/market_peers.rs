@@ -140,7 +140,7 @@ async fn an_agent_refuses_bad_vouchers_and_oversized_frames_and_keeps_the_good_o
         host_key_fingerprint: String::new(),
     };
     s.send(&Msg::Propose(terms)).await.unwrap();
-    let Msg::Sign { terms, sig } = s.recv().await.unwrap() else { panic!() };
+    let Msg::Sign { terms, sig, .. } = s.recv().await.unwrap() else { panic!() };
     let contract = Contract { publisher_sig: key.sign(&terms.signing_bytes()), provider_sig: sig, terms };
     contract.verify().unwrap();
     let id = contract.terms.id();
@@ -256,11 +256,12 @@ async fn a_publisher_drops_a_provider_that_inflates_usage_and_survives_garbage()
     let mut all = Vec::new();
     for _ in 0..2 {
         let Msg::Propose(mut terms) = s.recv().await.unwrap() else { panic!() };
-        terms.host_key_fingerprint = format!("SHA256:{}", "A".repeat(43));
+        terms.host_key_fingerprint = "SHA256:97tAFgD/+etBGQaDgpmPzQ6d51P5bnnueP7QnAzgyHg".into();
         all.push(terms);
     }
     for terms in &all {
-        s.send(&Msg::Sign { sig: key.sign(&terms.signing_bytes()), terms: terms.clone() }).await.unwrap();
+        let host_key = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdjhDkSzo1T9YHtBRSd2jQv9Se44yk0exnI5fhaD6Vh".to_string();
+        s.send(&Msg::Sign { sig: key.sign(&terms.signing_bytes()), terms: terms.clone(), host_key }).await.unwrap();
     }
     let mut ids = Vec::new();
     for _ in 0..2 {

@@ -159,6 +159,11 @@ impl Node {
         Ok(Node { peer_id, control, cmd: tx, task })
     }
 
+    /// A handle for opening and accepting streams.
+    pub(crate) fn control(&self) -> libp2p_stream::Control {
+        self.control.clone()
+    }
+
     /// This node's peer id.
     pub fn peer_id(&self) -> PeerId {
         self.peer_id

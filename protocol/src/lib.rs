@@ -7,7 +7,8 @@
 //! calibration summary in an offer), the [`spec::ContainerSpec`] a contract asks a provider to run, and XenCoin's
 //! [`keys`] (secp256k1, `xen1...` addresses), [`tx`] (transactions and their
 //! canonical signed encoding) and [`voucher`] (payment-channel vouchers),
-//! and the [`market`] protocol between a provider and a publisher.
+//! the [`market`] protocol between a provider and a publisher, and the
+//! [`sshkey`]s a contract names (the publisher's keys, the host key's fingerprint).
 //!
 //! Crates meet only through these types and the wire; the agent, the
 //! publisher's command and the chain never import each other's internals.
@@ -19,6 +20,7 @@ pub mod money;
 pub mod negotiate;
 pub mod pricing;
 pub mod spec;
+pub mod sshkey;
 pub mod tx;
 pub mod usage;
 pub mod voucher;

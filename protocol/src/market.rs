@@ -19,6 +19,16 @@ use serde::{Deserialize, Serialize};
 
 /// The libp2p protocol name of a market session (one stream per session).
 pub const MARKET_PROTOCOL: &str = "/zennet/market/1";
+/// The libp2p protocol of an SSH tunnel: the publisher opens one stream per
+/// TCP connection a user makes to a contract's local port. The stream starts
+/// with the contract id (32 bytes); the provider answers one byte,
+/// [`SSH_ACCEPTED`] or [`SSH_REFUSED`], and after an accept the stream
+/// carries the SSH connection to that contract's container.
+pub const SSH_PROTOCOL: &str = "/zennet/ssh/1";
+/// The provider serves SSH for the named contract on this stream.
+pub const SSH_ACCEPTED: u8 = 0;
+/// No running contract of this publisher has that id.
+pub const SSH_REFUSED: u8 = 1;
 /// Version carried in [`Hello`]; a peer speaking another one is refused.
 pub const MARKET_VERSION: u16 = 1;
 /// Largest frame either side accepts.
@@ -216,6 +226,9 @@ impl Terms {
         if let Some(long) = self.spec.env.iter().chain(&self.spec.ssh_authorized_keys).find(|v| v.len() > MAX_SPEC_STR) {
             return Err(invalid("spec", format!("an env entry or ssh key of {} bytes, at most {MAX_SPEC_STR}", long.len())));
         }
+        for line in &self.spec.ssh_authorized_keys {
+            crate::sshkey::parse(line).map_err(|e| invalid("spec.ssh_authorized_keys", e.to_string()))?;
+        }
         let fp = &self.host_key_fingerprint;
         if complete && !(fp.starts_with("SHA256:") && fp.len() == 50) {
             return Err(invalid("host_key_fingerprint", format!("{fp:?} is not an OpenSSH SHA256 fingerprint")));
@@ -370,8 +383,10 @@ pub enum Msg {
     Reject { reason: String },
     /// Publisher: terms for container `index` (empty host-key fingerprint).
     Propose(Terms),
-    /// Provider: the terms completed with the host-key fingerprint, signed.
-    Sign { terms: Terms, sig: Signature },
+    /// Provider: the terms completed with the host-key fingerprint, signed,
+    /// and the host key itself (an OpenSSH public key line whose fingerprint
+    /// is the one in the terms), for the publisher's `known_hosts`.
+    Sign { terms: Terms, sig: Signature, host_key: String },
     /// Publisher: its signature over the completed terms.
     Countersign { contract: Hash32, sig: Signature },
     /// Publisher: the channel-open tx was submitted.
@@ -406,7 +421,14 @@ impl Msg {
             Msg::Counter { round, .. } | Msg::Accept { round } if *round >= MAX_ROUNDS => Err(invalid("round", format!("{round} (at most {})", MAX_ROUNDS - 1))),
             Msg::Reject { reason } | Msg::Close { reason, .. } => check_len("reason", reason, MAX_REASON),
             Msg::Propose(t) => t.validate(false),
-            Msg::Sign { terms, .. } => terms.validate(true),
+            Msg::Sign { terms, host_key, .. } => {
+                terms.validate(true)?;
+                let k = crate::sshkey::parse(host_key).map_err(|e| invalid("host_key", e.to_string()))?;
+                if k.fingerprint != terms.host_key_fingerprint {
+                    return Err(invalid("host_key", format!("fingerprint {} is not the contract's {}", k.fingerprint, terms.host_key_fingerprint)));
+                }
+                Ok(())
+            }
             Msg::Voucher { voucher, .. } => check_len("voucher.chain_id", &voucher.voucher.chain_id, MAX_STR),
             _ => Ok(()),
         }

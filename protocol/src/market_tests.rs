@@ -4,6 +4,11 @@
 use super::*;
 use crate::voucher::Voucher;
 
+/// An ed25519 host key line and its `ssh-keygen -l` fingerprint.
+const HOST_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIGdjhDkSzo1T9YHtBRSd2jQv9Se44yk0exnI5fhaD6Vh";
+const HOST_FP: &str = "SHA256:97tAFgD/+etBGQaDgpmPzQ6d51P5bnnueP7QnAzgyHg";
+const OTHER_KEY: &str = "ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIHXb7ktOGoDcBYRAmJ3hq5d6N5FzV3l5KJ+dG0W8tE7c";
+
 fn keys() -> (SecretKey, SecretKey) {
     (SecretKey::from_seed("provider"), SecretKey::from_seed("publisher"))
 }
@@ -31,7 +36,7 @@ fn terms() -> Terms {
         exposure_bound: Amount(10_000),
         deposit: Amount(1_000_000),
         expiry_height: 1000,
-        host_key_fingerprint: format!("SHA256:{}", "A".repeat(43)),
+        host_key_fingerprint: HOST_FP.into(),
     }
 }
 
@@ -173,7 +178,7 @@ fn frames_round_trip_and_bad_ones_are_refused() {
         Msg::Counter { round: 1, rates: c.terms.rates },
         Msg::Accept { round: 1 },
         Msg::Propose({ let mut t = terms(); t.host_key_fingerprint.clear(); t }),
-        Msg::Sign { terms: c.terms.clone(), sig: c.provider_sig },
+        Msg::Sign { terms: c.terms.clone(), sig: c.provider_sig, host_key: HOST_KEY.into() },
         Msg::Countersign { contract: c.terms.id(), sig: c.publisher_sig },
         Msg::ChannelOpened { contract: c.terms.id(), channel: Hash32([5; 32]), tx: Hash32([6; 32]) },
         Msg::Ready { contract: c.terms.id() },
@@ -191,6 +196,18 @@ fn frames_round_trip_and_bad_ones_are_refused() {
     assert!(matches!(decode(&long), Err(MarketError::Invalid { field: "reason", .. })));
     let late = encode(&Msg::Accept { round: MAX_ROUNDS });
     assert!(matches!(decode(&late), Err(MarketError::Invalid { field: "round", .. })));
-    let bad_terms = encode(&Msg::Sign { terms: { let mut t = terms(); t.interval_ms = 0; t }, sig: c.provider_sig });
+    let bad_terms = encode(&Msg::Sign { terms: { let mut t = terms(); t.interval_ms = 0; t }, sig: c.provider_sig, host_key: HOST_KEY.into() });
     assert!(matches!(decode(&bad_terms), Err(MarketError::Invalid { field: "interval_ms", .. })));
+    // The host key must be the one whose fingerprint the terms carry.
+    let other_host = encode(&Msg::Sign { terms: c.terms.clone(), sig: c.provider_sig, host_key: OTHER_KEY.into() });
+    assert!(matches!(decode(&other_host), Err(MarketError::Invalid { field: "host_key", .. })));
+    let junk_host = encode(&Msg::Sign { terms: c.terms.clone(), sig: c.provider_sig, host_key: "ssh-ed25519 AAAA".into() });
+    assert!(matches!(decode(&junk_host), Err(MarketError::Invalid { field: "host_key", .. })));
+    // Every authorized key must parse as an accepted OpenSSH key.
+    let mut t = terms();
+    t.spec.ssh_authorized_keys.push("ssh-ed25519 AAAA x".into());
+    assert!(matches!(t.validate(true), Err(MarketError::Invalid { field: "spec.ssh_authorized_keys", .. })));
+    let mut t = terms();
+    t.spec.ssh_authorized_keys.push(format!("{OTHER_KEY} me@home"));
+    t.validate(true).unwrap();
 }

@@ -8,8 +8,9 @@
 //! namespace first and then ipc, uts, net, cgroup, pid and mount; fork so
 //! the process is inside the pid namespace; become root *of the container*;
 //! set `no_new_privs`, drop to the container's capabilities, load its
-//! seccomp filter (both via libcontainer), and exec. A pty is allocated from
-//! the container's own devpts and its master handed back.
+//! seccomp filter (both via libcontainer), and exec (or run agent code, the
+//! SFTP server, in place of a program). A pty is allocated from the
+//! container's own devpts and its master handed back.
 
 use libcontainer::syscall::linux::LinuxSyscall;
 use nix::sched::{setns, CloneFlags};
@@ -40,6 +41,8 @@ pub struct ExecPlan {
     pub cwd: String,
     /// Allocate a pty from the container's devpts.
     pub tty: bool,
+    /// Agent code to run in place of `args[0]`.
+    pub builtin: Option<super::proto::Builtin>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -177,8 +180,10 @@ fn final_process(plan: &ExecPlan, argv: &[CString], envp: &[CString], path_var: 
             }
         }
     }
-    if let Err(e) = nix::unistd::chdir(plan.cwd.as_str()) {
-        return format!("chdir {}: {e}", plan.cwd);
+    // `~` is root's home, or `/` where the image has none.
+    let cwd = if plan.cwd == "~" { if std::path::Path::new("/root").is_dir() { "/root" } else { "/" } } else { plan.cwd.as_str() };
+    if let Err(e) = nix::unistd::chdir(cwd) {
+        return format!("chdir {cwd}: {e}");
     }
     if let Err(e) = nix::unistd::setgroups(&[]) {
         return format!("setgroups: {e}");
@@ -208,6 +213,11 @@ fn final_process(plan: &ExecPlan, argv: &[CString], envp: &[CString], path_var: 
             // SAFETY: leaving without running destructors.
             unsafe { libc::_exit(126) }
         }
+    }
+    if let Some(super::proto::Builtin::Sftp) = plan.builtin {
+        let code = crate::ssh::sftp::serve_stdio();
+        // SAFETY: leaving the forked child without running destructors.
+        unsafe { libc::_exit(code) }
     }
     let prog = &plan.args[0];
     let candidates: Vec<String> = if prog.contains('/') { vec![prog.clone()] } else { path_var.split(':').map(|d| format!("{d}/{prog}")).collect() };

@@ -5,12 +5,13 @@
 //! - [`oci`]: a [`ContainerSpec`] becomes an OCI runtime spec; [`seccomp`]: the default profile;
 //! - [`rootfs`] and [`loopdev`]: shared bases and the quota-capped writable layer;
 //! - [`cgroups`]: counters in v1/hybrid and v2 modes, orphan removal;
-//! - [`network`]: veth, bridge, NAT and isolation rules;
+//! - [`network`]: veth, bridge, NAT and isolation rules; [`loopback`]: `lo` without them;
 //! - [`runtime`]: the operations, teardown and crash recovery;
 //! - [`proto`]: the typed messages between agent and zygote.
 
 pub mod cgroups;
 pub mod exec;
+pub mod loopback;
 pub mod loopdev;
 pub mod network;
 pub mod oci;

@@ -58,6 +58,19 @@ pub struct ExecRequest {
     pub tty: bool,
     /// Working directory (default `/`).
     pub cwd: Option<String>,
+    /// Run agent code inside the container instead of exec'ing `args[0]`.
+    #[serde(default)]
+    pub builtin: Option<Builtin>,
+}
+
+/// Agent code an exec can run inside the container (after joining its
+/// namespaces and cgroup and dropping to its privileges), for services the
+/// image need not ship.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Builtin {
+    /// The SFTP server on stdin/stdout (`crate::ssh::sftp`).
+    Sftp,
 }
 
 /// Lifecycle of a container as the engine sees it.

@@ -215,6 +215,8 @@ impl Runtime {
         cg.set_io_weight(meta.spec.io_weight);
         if let Some(net) = &self.net {
             meta.net = Some(net.attach(&id, &meta.tenant, pid).map_err(|e| e.to_string())?);
+        } else {
+            super::loopback::up(pid)?;
         }
         if let Some(d) = meta.loop_dev.as_deref().and_then(|d| cgroups::read_disk(d).ok()) {
             meta.io_base = [d.read_bytes, d.write_bytes, d.read_ops, d.write_ops];
@@ -274,6 +276,7 @@ impl Runtime {
             env,
             cwd: req.cwd.unwrap_or_else(|| "/".into()),
             tty: req.tty,
+            builtin: req.builtin,
         };
         let (xpid, fds) = super::exec::spawn(&plan).map_err(|e| format!("exec in {id}: {e}"))?;
         self.execs.insert(xpid);

@@ -86,6 +86,8 @@ pub struct Market {
     used: Mutex<Used>,
     ask: Rates,
     calibration: Option<CalibrationSummary>,
+    /// The containers' SSH server (tunnels arrive over `node`).
+    ssh: Arc<crate::ssh::SshServer>,
 }
 
 impl Market {
@@ -97,7 +99,9 @@ impl Market {
             _ => (default_rates(cfg.price_per_second, &capacity), None),
         };
         let chain = Arc::new(Chain::new(&cfg.rpc));
-        Ok(Arc::new(Market { key, chain, engine, store, node, cfg, capacity, used: Mutex::new(Used::default()), ask, calibration }))
+        let ssh = crate::ssh::SshServer::new(engine.clone());
+        tokio::spawn(ssh.clone().serve_tunnels(node.tunnels()?));
+        Ok(Arc::new(Market { key, chain, engine, store, node, cfg, capacity, used: Mutex::new(Used::default()), ask, calibration, ssh }))
     }
 
     fn reserve(&self) -> Rates {

@@ -125,6 +125,8 @@ pub async fn meter(m: &Arc<Market>, lives: &mut HashMap<Hash32, Live>, tx: &mut 
 /// `Settling` and is retried on the next start.
 pub async fn settle(m: &Arc<Market>, rec: &mut ContractRecord, reason: &str) {
     let id = rec.id();
+    m.ssh.remove(&id);
+    let _ = std::fs::remove_file(m.cfg.host_keys_dir.join(&rec.container));
     let (engine, cid) = (m.engine.clone(), rec.container.clone());
     if let Ok(Err(e)) = tokio::task::spawn_blocking(move || engine.delete(&cid)).await {
         tracing::debug!("contract {id}: delete container: {e}");

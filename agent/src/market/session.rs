@@ -150,15 +150,18 @@ async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Se
                             break Err(e);
                         }
                         let mut terms = terms;
-                        terms.host_key_fingerprint = match host_key(&m, &container_id(&terms)) {
-                            Ok(fp) => fp,
+                        let host_key = match host_key(&m, &container_id(&terms)) {
+                            Ok((fp, line)) => {
+                                terms.host_key_fingerprint = fp;
+                                line
+                            }
                             Err(e) => break Err(e),
                         };
                         let sig = m.key.sign(&terms.signing_bytes());
                         signed += 1;
                         tracing::info!("signed terms for container {} of {}", terms.index, ann.id);
                         pending.insert(terms.id(), terms.clone());
-                        tx.send(&Msg::Sign { terms, sig }).await?;
+                        tx.send(&Msg::Sign { terms, sig, host_key }).await?;
                     }
                     Msg::Countersign { contract, sig } => {
                         let Some(terms) = pending.remove(&contract) else { break Err(anyhow::anyhow!("countersign for unknown terms {contract}")) };
@@ -211,6 +214,11 @@ async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Se
                         live.rec.state = ContractState::Active;
                         live.started = Some(started);
                         pay::persist(&m, &live.rec).await?;
+                        let t = &live.rec.contract.terms;
+                        match crate::ssh::Target::new(&live.rec.container, t.publisher, &m.cfg.host_keys_dir.join(&live.rec.container), &t.spec.ssh_authorized_keys) {
+                            Ok(target) => m.ssh.add(ev.contract, target),
+                            Err(e) => tracing::warn!("contract {}: no ssh: {e:#}", ev.contract),
+                        }
                         if tick.is_none() {
                             let iv = Duration::from_millis(live.rec.contract.terms.interval_ms as u64);
                             let mut t = tokio::time::interval_at(tokio::time::Instant::now() + iv, iv);
@@ -321,14 +329,20 @@ async fn start(m: &Arc<Market>, t: &Terms, channel: &ChannelId, txh: &Hash32, co
 }
 
 /// Creates the container's SSH host key (ed25519, mode 0600) and returns
-/// its OpenSSH SHA256 fingerprint, which the contract carries.
-fn host_key(m: &Market, container: &str) -> anyhow::Result<String> {
+/// its OpenSSH SHA256 fingerprint, which the contract carries, and its
+/// public key line, which the publisher's `known_hosts` gets.
+fn host_key(m: &Market, container: &str) -> anyhow::Result<(String, String)> {
     use ssh_key::{rand_core::OsRng, Algorithm, HashAlg, LineEnding, PrivateKey};
     let k = PrivateKey::random(&mut OsRng, Algorithm::Ed25519).context("generate a host key")?;
     std::fs::create_dir_all(&m.cfg.host_keys_dir).with_context(|| format!("create {}", m.cfg.host_keys_dir.display()))?;
     let path = m.cfg.host_keys_dir.join(container);
+    if path.exists() {
+        // A key of an earlier session for the same job and index.
+        std::fs::remove_file(&path).with_context(|| format!("replace host key {}", path.display()))?;
+    }
     k.write_openssh_file(&path, LineEnding::LF).with_context(|| format!("write host key {}", path.display()))?;
-    Ok(k.public_key().fingerprint(HashAlg::Sha256).to_string())
+    let line = k.public_key().to_openssh().context("encode the host key")?;
+    Ok((k.public_key().fingerprint(HashAlg::Sha256).to_string(), line))
 }
 
 /// A message's type name, for errors.

@@ -8,6 +8,7 @@
 mod record;
 mod session;
 mod settle;
+mod ssh;
 
 use anyhow::{bail, Context};
 use clap::Args;
@@ -85,6 +86,10 @@ pub struct RentArgs {
     /// Print the outcome as JSON on stdout.
     #[arg(long)]
     pub json: bool,
+    /// Where the publisher keeps its ssh key, `ssh_config` and `known_hosts`
+    /// (default: the wallet's directory).
+    #[arg(long, value_name = "DIR")]
+    pub state_dir: Option<std::path::PathBuf>,
 }
 
 /// Parses `512M`, `2G`, `65536` (bytes), `64K`.
@@ -129,11 +134,19 @@ pub struct PubContract {
     pub opened_at: Instant,
     /// Set when the publisher decided to end it (the session closes it).
     pub drop_reason: Option<String>,
+    /// The container's SSH host key line (its fingerprint is in the terms).
+    pub host_key: String,
+    /// The local port tunnelled to the container's SSH server, once listening.
+    pub port: Option<u16>,
 }
 
 impl PubContract {
-    fn new(contract: Contract, channel: ChannelId) -> Self {
-        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now(), opened_at: Instant::now(), drop_reason: None }
+    fn new(contract: Contract, channel: ChannelId, host_key: String) -> Self {
+        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now(), opened_at: Instant::now(), drop_reason: None, host_key, port: None }
+    }
+    /// `zn-1`, `zn-2`, ...: the host name in the ssh config.
+    pub fn host_name(&self) -> String {
+        format!("zn-{}", self.contract.terms.index + 1)
     }
     fn end(&mut self, why: &str) {
         if matches!(self.state, State::Opening | State::Ready) {
@@ -248,8 +261,9 @@ impl Job {
             })
             .collect()
     }
-    fn ready(&self) -> usize {
-        self.contracts.lock().unwrap().values().filter(|c| c.state == State::Ready).count()
+    /// Ready contracts whose local ssh port is listening.
+    fn reachable(&self) -> usize {
+        self.contracts.lock().unwrap().values().filter(|c| c.state == State::Ready && c.port.is_some()).count()
     }
     fn snapshot(&self) -> Vec<PubContract> {
         self.contracts.lock().unwrap().values().cloned().collect()
@@ -257,10 +271,14 @@ impl Job {
 }
 
 /// `zennet rent`.
-pub fn rent(args: RentArgs, key_path: &std::path::Path, rpc: &str) -> anyhow::Result<()> {
+pub fn rent(mut args: RentArgs, key_path: &std::path::Path, rpc: &str) -> anyhow::Result<()> {
     let key = crate::wallet::read_key(key_path)?;
-    // The record of providers lives next to the wallet.
-    let records = record::Records::open(key_path.parent().unwrap_or(std::path::Path::new(".")))?;
+    // The record of providers lives next to the wallet, and by default so do the ssh files.
+    let wallet_dir = key_path.parent().unwrap_or(std::path::Path::new(".")).to_path_buf();
+    let records = record::Records::open(&wallet_dir)?;
+    if args.state_dir.is_none() {
+        args.state_dir = Some(wallet_dir);
+    }
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(rent_async(args, key, rpc, records))
 }
 
@@ -282,6 +300,9 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::
     let (chain_id, head) = tokio::task::spawn_blocking(move || anyhow::Ok((c2.chain_id()?, c2.head()?)))
         .await?
         .with_context(|| format!("no chain node reachable at {rpc}"))?;
+    let state_dir = args.state_dir.clone().unwrap_or_else(|| ".".into());
+    std::fs::create_dir_all(&state_dir).with_context(|| format!("create {}", state_dir.display()))?;
+    let user_key = ssh::user_key(&state_dir)?;
     let spec = ContainerSpec {
         memory_bytes: args.memory,
         cpu_millicores: (args.cpus * 1000.0).round() as u32,
@@ -289,7 +310,7 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::
         disk_bytes: args.disk,
         io_weight: 100,
         env: Vec::new(),
-        ssh_authorized_keys: Vec::new(),
+        ssh_authorized_keys: vec![user_key.public.clone()],
         base: args.image.clone(),
         tenant: key.address().to_string(),
     };
@@ -318,7 +339,7 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::
         bail!("not enough balance for the deposits: {me} has {balance}, {} containers need {need} ({deposit} deposit + {fee} fee each, and the announcement's fee)", args.count);
     }
 
-    let node = Node::start(&key, Some(args.listen.parse().with_context(|| format!("--listen {:?}", args.listen))?)).await?;
+    let node = Arc::new(Node::start(&key, Some(args.listen.parse().with_context(|| format!("--listen {:?}", args.listen))?)).await?);
     let endpoint = node.listen_addrs().await.into_iter().next().context("the libp2p node has no listen address")?;
     let mut incoming = node.incoming()?;
     let job_id = hex::encode(&Hash32::random().0[..8]);
@@ -370,31 +391,37 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::
     sessions.spawn(async move {
         let _ = acceptor.await;
     });
+    let files = ssh::Files::in_dir(&state_dir);
+    let tunnels = tokio::spawn(tunnels(job.clone(), node.clone(), ssh::Files::in_dir(&state_dir), user_key.private.clone()));
 
     // Hire.
     let deadline = t0 + Duration::from_secs(args.timeout);
     let mut shown = 0;
-    while job.ready() < args.count as usize && Instant::now() < deadline {
+    while job.reachable() < args.count as usize && Instant::now() < deadline {
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let r = job.ready();
+        let r = job.reachable();
         if r != shown && !args.json {
             eprintln!("zennet: {r}/{} containers ready ({:.1} s)", args.count, t0.elapsed().as_secs_f64());
             shown = r;
         }
     }
     let hire_ms = t0.elapsed().as_millis() as u64;
-    let ready = job.ready();
+    let ready = job.reachable();
     if ready < args.count as usize {
         eprintln!("zennet: only {ready} of {} containers ready within {} s", args.count, args.timeout);
     }
-    for c in job.snapshot().iter().filter(|c| c.state == State::Ready) {
+    for c in job.snapshot().iter().filter(|c| c.state == State::Ready && c.port.is_some()) {
         let t = &c.contract.terms;
-        let line = json!({"event": "ready", "index": t.index, "provider": t.provider.address().to_string(), "channel": c.channel.to_string(), "price_per_hour": hourly_cost(&t.rates, &t.spec).0, "hire_ms": hire_ms});
+        let port = c.port.unwrap_or_default();
+        let line = json!({"event": "ready", "index": t.index, "host": c.host_name(), "port": port, "ssh_config": files.config, "identity": user_key.private, "known_hosts": files.known_hosts, "provider": t.provider.address().to_string(), "channel": c.channel.to_string(), "price_per_hour": hourly_cost(&t.rates, &t.spec).0, "hire_ms": hire_ms});
         if args.json {
             println!("{line}");
         } else {
-            println!("zn-{} provider={} channel={} cpus={} memory={}MiB price/h={}", t.index + 1, t.provider.address(), c.channel, t.spec.cpu_millicores as f64 / 1000.0, t.spec.memory_bytes >> 20, hourly_cost(&t.rates, &t.spec));
+            println!("{} port={port} provider={} cpus={} memory={}MiB price/h={}", c.host_name(), t.provider.address(), t.spec.cpu_millicores as f64 / 1000.0, t.spec.memory_bytes >> 20, hourly_cost(&t.rates, &t.spec));
         }
+    }
+    if ready > 0 && !args.json {
+        eprintln!("zennet: reach them with `ssh -F {} zn-1` (or `ssh -p PORT root@127.0.0.1`)", files.config.display());
     }
 
     // Run until the duration passes or an interrupt.
@@ -432,6 +459,7 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::
         }
     }
     let _ = job.stop.send(true);
+    let _ = tunnels.await;
     tokio::time::sleep(Duration::from_millis(200)).await;
     let outcome = settle::settle_all(&job).await;
     drop(node);
@@ -443,6 +471,55 @@ async fn rent_async(args: RentArgs, key: SecretKey, rpc: &str, records: record::
         bail!("{ready} of {} containers were ready within {} s", args.count, args.timeout);
     }
     Ok(())
+}
+
+/// Keeps a local port open for every ready contract (closing it when the
+/// contract ends) and the ssh files in step with them, until the job stops.
+async fn tunnels(job: Arc<Job>, node: Arc<Node>, files: ssh::Files, identity: std::path::PathBuf) {
+    let mut open: BTreeMap<Hash32, tokio::task::JoinHandle<()>> = BTreeMap::new();
+    let mut stop = job.stop.subscribe();
+    let mut tick = tokio::time::interval(Duration::from_millis(20));
+    loop {
+        tokio::select! {
+            _ = stop.changed() => break,
+            _ = tick.tick() => {}
+        }
+        let mut changed = false;
+        for c in job.snapshot() {
+            let id = c.contract.terms.id();
+            match (c.state, open.contains_key(&id)) {
+                (State::Ready, false) => match ssh::listen(node.clone(), c.contract.terms.provider, id, 0).await {
+                    Ok((port, task)) => {
+                        open.insert(id, task);
+                        job.update(&id, |c| c.port = Some(port));
+                        changed = true;
+                    }
+                    Err(e) => eprintln!("zennet: {}: {e:#}", c.host_name()),
+                },
+                (State::Ended | State::Failed, true) => {
+                    if let Some(t) = open.remove(&id) {
+                        t.abort();
+                    }
+                    changed = true;
+                }
+                _ => {}
+            }
+        }
+        if changed {
+            let hosts: Vec<ssh::Host> = job
+                .snapshot()
+                .into_iter()
+                .filter(|c| c.state == State::Ready && open.contains_key(&c.contract.terms.id()))
+                .filter_map(|c| Some(ssh::Host { name: c.host_name(), port: c.port?, alias: format!("zennet-{}", &c.contract.terms.id().to_string()[..16]), host_key: c.host_key.clone() }))
+                .collect();
+            if let Err(e) = files.write(&hosts, &identity) {
+                eprintln!("zennet: writing the ssh files: {e:#}");
+            }
+        }
+    }
+    for (_, t) in open {
+        t.abort();
+    }
 }
 
 fn print_outcome(job: &Job, outcome: &BTreeMap<Hash32, settle::Outcome>, hire_ms: u64, json_out: bool) {

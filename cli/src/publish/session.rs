@@ -108,7 +108,7 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
     loop {
         tokio::select! {
             msg = s.recv() => match msg.context("provider session")? {
-                Msg::Sign { terms, sig } => {
+                Msg::Sign { terms, sig, host_key } => {
                     let Some(pos) = proposed.iter().position(|p| p.index == terms.index) else { bail!("sign for terms never proposed") };
                     let mut want = proposed.remove(pos);
                     want.host_key_fingerprint = terms.host_key_fingerprint.clone();
@@ -116,6 +116,7 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
                         bail!("the provider changed more than the host-key fingerprint");
                     }
                     terms.validate(true)?;
+                    super::ssh::check_host_key(&host_key, &terms.host_key_fingerprint)?;
                     provider.verify(&terms.signing_bytes(), &sig).context("the provider's contract signature")?;
                     let publisher_sig = job.key.sign(&terms.signing_bytes());
                     let contract = Contract { terms, provider_sig: sig, publisher_sig };
@@ -127,7 +128,7 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
                     let fee = job.fee;
                     let (tx, nonce) = tokio::task::spawn_blocking(move || chain.submit(&key, fee, body)).await?.context("submit ChannelOpen")?;
                     let channel = Hash32::channel_id(&job.key.address(), nonce);
-                    job.add(PubContract::new(contract, channel));
+                    job.add(PubContract::new(contract, channel, host_key));
                     s.send(&Msg::ChannelOpened { contract: id, channel, tx }).await?;
                 }
                 Msg::Ready { contract } => job.update(&contract, |c| {
