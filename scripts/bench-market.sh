@@ -48,7 +48,7 @@ for i in $(seq 0 $((AGENTS - 1))); do
 done
 
 rent() { # n duration -> hire_ms on stdout
-  "$BIN/zennet" rent --wallet "$work/publisher.key" --rpc "$rpc" --json -n "$1" -m ${MEM_MIB:-64}M --cpus 0.2 --disk 8M \
+  "$BIN/zennet" rent --foreground --wallet "$work/publisher.key" --rpc "$rpc" --json -n "$1" -m ${MEM_MIB:-64}M --cpus 0.2 --disk 8M \
     --duration "$2" --timeout 60 >"$work/rent.out" 2>"$work/rent.err" || { echo "bench-market: rent -n $1 failed" >&2; cat "$work/rent.err" >&2; exit 1; }
   grep -o '"hire_ms":[0-9]*' "$work/rent.out" | head -1 | cut -d: -f2
 }
@@ -68,7 +68,7 @@ cpu_ticks() {
   done
   echo $t
 }
-"$BIN/zennet" rent --wallet "$work/publisher.key" --rpc "$rpc" --json -n 50 -m ${MEM_MIB:-64}M --cpus 0.2 --disk 8M \
+"$BIN/zennet" rent --foreground --wallet "$work/publisher.key" --rpc "$rpc" --json -n 50 -m ${MEM_MIB:-64}M --cpus 0.2 --disk 8M \
   --duration 40 --timeout 60 >"$work/rent50.out" 2>"$work/rent50.err" &
 rent_pid=$!
 for _ in $(seq 600); do grep -q '"hire_ms"' "$work/rent50.out" 2>/dev/null && break; sleep 0.1; done

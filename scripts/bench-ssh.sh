@@ -39,7 +39,7 @@ grep -q "market=on" "$work/agent.out" || { echo "bench-ssh: the agent did not st
 
 mkdir -p "$work/home/.ssh"
 ssh-keygen -q -t ed25519 -N '' -f "$work/home/.ssh/id_ed25519"
-HOME="$work/home" "$BIN/zennet" rent --wallet "$work/publisher.key" --rpc "$rpc" --json -n 1 -m 256M --cpus 1 --disk 600M \
+HOME="$work/home" "$BIN/zennet" rent --foreground --wallet "$work/publisher.key" --rpc "$rpc" --json -n 1 -m 256M --cpus 1 --disk 600M \
   --state-dir "$work/pub" >"$work/rent.out" 2>"$work/rent.err" &
 pids+=($!)
 for _ in $(seq 600); do grep -q '"event":"ready"' "$work/rent.out" 2>/dev/null && break; sleep 0.1; done

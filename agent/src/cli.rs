@@ -177,7 +177,8 @@ pub fn run(args: RunArgs) -> Result<()> {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
-        println!("zennet-agent stopping");
+        // Whoever read the ready line may be gone: no panic on a closed stdout.
+        let _ = std::io::Write::write_all(&mut std::io::stdout(), b"zennet-agent stopping\n");
         anyhow::Ok(())
     })
 }

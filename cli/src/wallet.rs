@@ -26,13 +26,10 @@ pub enum WalletCmd {
     /// Print the wallet's address.
     Address,
     /// Print the balance and nonce of the wallet (or of ADDRESS).
-    Balance {
-        address: Option<String>,
-        /// Print `{"address", "balance" (base units), "nonce"}`.
-        #[arg(long)]
-        json: bool,
-    },
-    /// Send AMOUNT XEN (e.g. 1.5) to ADDRESS and wait until a block includes it.
+    /// (`--json`: `{"address", "balance" (base units), "nonce"}`.)
+    Balance { address: Option<String> },
+    /// Send AMOUNT XEN (e.g. 1.5) to ADDRESS and wait until a block includes it
+    /// (`--json`: `{"tx", "height"}`, height null with --no-wait).
     Send {
         to: String,
         amount: String,
@@ -45,9 +42,6 @@ pub enum WalletCmd {
         /// Seconds to wait for inclusion.
         #[arg(long, default_value_t = 30)]
         timeout: u64,
-        /// Print `{"tx", "height"}` (height null with --no-wait).
-        #[arg(long)]
-        json: bool,
     },
 }
 
@@ -60,7 +54,7 @@ pub fn default_key_path() -> PathBuf {
 }
 
 /// Runs a wallet command.
-pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str) -> anyhow::Result<()> {
+pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str, json: bool) -> anyhow::Result<()> {
     match cmd {
         WalletCmd::New => {
             let k = SecretKey::generate()?;
@@ -78,7 +72,7 @@ pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str) -> anyhow::Result<()>
             println!("{}", k.address());
         }
         WalletCmd::Address => println!("{}", read_key(key_path)?.address()),
-        WalletCmd::Balance { address, json } => {
+        WalletCmd::Balance { address } => {
             let a: Address = match address {
                 Some(s) => s.parse()?,
                 None => read_key(key_path)?.address(),
@@ -95,7 +89,7 @@ pub fn run(cmd: WalletCmd, key_path: &Path, rpc_url: &str) -> anyhow::Result<()>
                 println!("{a} {bal} nonce={}", acc["nonce"]);
             }
         }
-        WalletCmd::Send { to, amount, fee, no_wait, timeout, json } => {
+        WalletCmd::Send { to, amount, fee, no_wait, timeout } => {
             let k = read_key(key_path)?;
             let to: Address = to.parse()?;
             let amount = Amount::parse_xen(&amount).map_err(anyhow::Error::msg)?;

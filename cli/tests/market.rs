@@ -24,7 +24,7 @@ fn balance(net: &Devnet, addr: &str) -> u64 {
 
 fn rent(net: &Devnet, wallet: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(bin("zennet"));
-    c.arg("rent").arg("--wallet").arg(wallet).args(["--rpc", &net.rpc, "--json", "--interval-ms", "1000"]).args(args);
+    c.arg("rent").arg("--foreground").arg("--wallet").arg(wallet).args(["--rpc", &net.rpc, "--json", "--interval-ms", "1000"]).args(args);
     c
 }
 

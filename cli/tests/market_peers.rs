@@ -212,7 +212,7 @@ async fn a_publisher_drops_a_provider_that_inflates_usage_and_survives_garbage()
     let wallet = dir.path().join("publisher.key");
     write_key(&wallet, &keys[1].0);
     let rent = Command::new(bin("zennet"))
-        .arg("rent")
+        .args(["rent", "--foreground"])
         .arg("--wallet")
         .arg(&wallet)
         .args(["--rpc", &net.rpc, "--json", "--interval-ms", "500", "-n", "2", "-m", "64M", "--duration", "8", "--expiry-blocks", "14", "--timeout", "30"])
@@ -305,7 +305,7 @@ async fn a_publisher_drops_a_provider_that_inflates_usage_and_survives_garbage()
     // The publisher remembers (publisher.redb next to its wallet): its next
     // job refuses this provider, naming why.
     let mut again = Command::new(bin("zennet"))
-        .arg("rent")
+        .args(["rent", "--foreground"])
         .arg("--wallet")
         .arg(&wallet)
         .args(["--rpc", &net.rpc, "--json", "-n", "1", "-m", "64M", "--timeout", "6"])

@@ -22,7 +22,7 @@ struct Rent {
 impl Rent {
     fn start(rpc: &str, wallet: &Path, home: &Path, state: &Path) -> Rent {
         let mut child = Command::new(common::bin("zennet"))
-            .arg("rent")
+            .args(["rent", "--foreground"])
             .arg("--wallet")
             .arg(wallet)
             .args(["--rpc", rpc, "--json", "-n", "1", "-m", "64M", "--cpus", "0.5", "--disk", "128M", "--state-dir"])

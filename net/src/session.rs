@@ -44,6 +44,9 @@ pub enum NetError {
     Market(#[from] MarketError),
 }
 
+/// Longest wait for a session's orderly close.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(2);
+
 enum Cmd {
     Dial(PeerId, Multiaddr, oneshot::Sender<Result<(), String>>),
     ListenAddrs(oneshot::Sender<Vec<Multiaddr>>),
@@ -308,9 +311,10 @@ impl Writer {
         Ok(())
     }
 
-    /// Closes the sending side.
+    /// Closes the sending side (giving up after [`CLOSE_TIMEOUT`]: a peer
+    /// that vanished never acknowledges).
     pub async fn close(&mut self) {
-        let _ = self.0.close().await;
+        let _ = tokio::time::timeout(CLOSE_TIMEOUT, self.0.close()).await;
     }
 }
 

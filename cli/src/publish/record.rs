@@ -28,9 +28,10 @@ pub struct ProviderRecord {
     pub cpu_ns: u64,
 }
 
-/// The database.
+/// The database (cheap to clone: one handle shared).
+#[derive(Clone)]
 pub struct Records {
-    db: Database,
+    db: std::sync::Arc<Database>,
     path: PathBuf,
 }
 
@@ -40,7 +41,7 @@ impl Records {
         std::fs::create_dir_all(dir).map_err(|e| anyhow::anyhow!("create {}: {e}", dir.display()))?;
         let path = dir.join("publisher.redb");
         let db = Database::create(&path).map_err(|e| anyhow::anyhow!("open {}: {e}", path.display()))?;
-        Ok(Records { db, path })
+        Ok(Records { db: std::sync::Arc::new(db), path })
     }
 
     /// A provider's record (default when none).

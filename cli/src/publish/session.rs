@@ -34,6 +34,7 @@ pub async fn serve(job: Arc<Job>, mut s: Session) -> anyhow::Result<()> {
     let Msg::Auth { sig } = s.recv_within(STEP).await? else { bail!("expected the provider's auth") };
     provider.verify(&transcript, &sig).context("the provider's session signature")?;
     s.send(&Msg::Auth { sig: job.key.sign(&transcript) }).await?;
+    job.sessions.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
 
     // History: a provider once dropped for misreporting is refused; one
     // whose contracts failed lets the others go first.
@@ -48,7 +49,12 @@ pub async fn serve(job: Arc<Job>, mut s: Session) -> anyhow::Result<()> {
     let mut last_counter: Option<Rates> = None;
     let offer = loop {
         let offer = match s.recv_within(STEP).await? {
-            Msg::Offer(o) => o,
+            Msg::Offer(o) => {
+                if o.round == 0 {
+                    job.offers.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                }
+                o
+            }
             Msg::Reject { reason } => bail!("provider {} declined: {reason}", provider.address()),
             other => bail!("unexpected message during negotiation: {other:?}"),
         };
@@ -150,7 +156,17 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
                     };
                     match checked {
                         Ok(owed) => {
-                            let cumulative = owed.min(job.deposit);
+                            let mut cumulative = owed.min(job.deposit);
+                            // The budget caps what all contracts are paid together.
+                            let mut budget_spent = false;
+                            if let Some(b) = job.budget {
+                                let others = job.paid_total().0.saturating_sub(c.paid().0);
+                                let room = b.0.saturating_sub(others);
+                                if cumulative.0 >= room {
+                                    cumulative = zennet_protocol::Amount(room.max(c.paid().0));
+                                    budget_spent = true;
+                                }
+                            }
                             let v = Voucher { chain_id: job.chain_id.clone(), channel: c.channel, cumulative, nonce: report.report.seq }.sign(&job.key);
                             job.update(&id, |c| {
                                 c.last_report = Some(report.report.clone());
@@ -158,7 +174,10 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
                                 c.voucher = Some(v.clone());
                             });
                             s.send(&Msg::Voucher { contract: id, voucher: v }).await?;
-                            if owed >= job.deposit {
+                            if budget_spent {
+                                eprintln!("zennet: the budget {} is spent: stopping the fleet", job.budget.unwrap_or_default());
+                                job.request_stop("the budget is spent");
+                            } else if owed >= job.deposit {
                                 s.send(&Msg::Close { contract: Some(id), reason: "the deposit is spent".into() }).await?;
                                 job.update(&id, |c| c.end("the deposit is spent"));
                             }

@@ -60,21 +60,60 @@ pub struct Host {
     pub alias: String,
     /// The container's host key line.
     pub host_key: String,
+    /// Whole cpus (at least 1): MPI slots, parallel jobs.
+    pub slots: u32,
 }
 
-/// Paths of the files written for OpenSSH.
+/// Paths of the files written for OpenSSH and the tools that use it.
 pub struct Files {
     pub config: PathBuf,
     pub known_hosts: PathBuf,
+    /// An MPI hostfile (`zn-1 slots=N`; run mpirun with `--mca plm_rsh_agent "ssh -F ssh_config"`).
+    pub mpi: PathBuf,
+    /// A GNU parallel `--sshloginfile`.
+    pub parallel: PathBuf,
+    /// An Ansible inventory (INI).
+    pub ansible: PathBuf,
 }
+
+/// The formats `zennet hosts --format` prints.
+pub const FORMATS: &[&str] = &["ssh", "mpi", "parallel", "ansible"];
 
 impl Files {
     pub fn in_dir(state_dir: &Path) -> Files {
-        Files { config: state_dir.join("ssh_config"), known_hosts: state_dir.join("known_hosts") }
+        Files {
+            config: state_dir.join("ssh_config"),
+            known_hosts: state_dir.join("known_hosts"),
+            mpi: state_dir.join("hosts.mpi"),
+            parallel: state_dir.join("hosts.parallel"),
+            ansible: state_dir.join("inventory.ini"),
+        }
     }
 
-    /// Rewrites both files (each atomically) for `hosts`.
+    /// The file of `format` (one of [`FORMATS`]).
+    pub fn of_format(&self, format: &str) -> anyhow::Result<&Path> {
+        Ok(match format {
+            "ssh" => &self.config,
+            "mpi" => &self.mpi,
+            "parallel" => &self.parallel,
+            "ansible" => &self.ansible,
+            other => bail!("unknown format {other:?}: choose one of {}", FORMATS.join(", ")),
+        })
+    }
+
+    /// Rewrites every file (each atomically) for `hosts`.
     pub fn write(&self, hosts: &[Host], identity: &Path) -> anyhow::Result<()> {
+        let mut mpi = String::new();
+        let mut par = String::new();
+        let mut ans = String::from("[zennet]\n");
+        for h in hosts {
+            mpi.push_str(&format!("{} slots={}\n", h.name, h.slots));
+            par.push_str(&format!("{}/ssh -F {} {}\n", h.slots, self.config.display(), h.name));
+            ans.push_str(&format!("{} ansible_ssh_common_args='-F {}'\n", h.name, self.config.display()));
+        }
+        write_atomic(&self.mpi, &mpi)?;
+        write_atomic(&self.parallel, &par)?;
+        write_atomic(&self.ansible, &ans)?;
         let mut cfg = String::from("# Written by zennet for the running fleet; rewritten when it changes.\n");
         let mut kh = String::new();
         for h in hosts {

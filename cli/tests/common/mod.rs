@@ -91,6 +91,8 @@ pub struct Agent {
     pub address: String,
     pub log: PathBuf,
     pub cgroup_parent: String,
+    /// Kept open: the agent prints a line when it stops.
+    _stdout: BufReader<std::process::ChildStdout>,
 }
 
 impl Agent {
@@ -118,10 +120,11 @@ impl Agent {
             .spawn()
             .unwrap();
         let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+        let mut out = BufReader::new(child.stdout.take().unwrap());
+        out.read_line(&mut line).unwrap();
         assert!(line.starts_with("zennet-agent ready") && line.contains("market=on"), "agent {i}: {line:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
         let address = line.trim().rsplit("address=").next().unwrap().to_string();
-        Agent { child, address, log, cgroup_parent }
+        Agent { child, address, log, cgroup_parent, _stdout: out }
     }
 
     pub fn log(&self) -> String {
