@@ -12,9 +12,11 @@
 //! - [`market`]: announcements, negotiation, contracts, metering and pay.
 //! - [`ssh`]: the containers' SSH server, reached through libp2p tunnels.
 //!
-//! A later issue adds `api` (D-Bus) beside them.
+//! - [`api`]: the provider's local control: D-Bus (`org.zennet.Agent1`),
+//!   its thin clients, Prometheus metrics.
 //! `main.rs` only wires these together.
 
+pub mod api;
 pub mod calibrate;
 pub mod cli;
 pub mod config;

@@ -42,6 +42,11 @@ enum Cmd {
     /// Measure calibration: durations, rate spread, hold-out error (one line per figure).
     #[command(hide = true)]
     BenchCalibration(cli::BenchCalibrationArgs),
+    /// Measure the control API: D-Bus round trip, durable voucher commit (one line per figure).
+    #[command(hide = true)]
+    BenchControl(cli::BenchControlArgs),
+    #[command(flatten)]
+    Control(zennet_agent::api::client::Command),
     /// Internal: the container engine's zygote (spawned by the agent).
     #[command(hide = true)]
     Zygote,
@@ -71,5 +76,11 @@ fn main() -> Result<()> {
         Cmd::BenchContainers(a) => cli::bench_containers(a),
         Cmd::Calibrate(a) => cli::calibrate(a),
         Cmd::BenchCalibration(a) => cli::bench_calibration(a),
+        Cmd::BenchControl(a) => cli::bench_control(a),
+        Cmd::Control(c) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            println!("{}", rt.block_on(zennet_agent::api::client::run(c))?);
+            Ok(())
+        }
     }
 }
