@@ -223,12 +223,15 @@ pub fn run(args: RunArgs) -> Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let market_state = if market.is_some() { "on" } else { "off" };
-        println!("zennet-agent ready engine=libcontainer network={network} adopted={adopted} removed={removed} market={market_state} address={} control={control_at} metrics={metrics_at}", key.address());
+        println!("zennet-agent ready engine=libcontainer network={network} adopted={adopted} removed={removed} market={market_state} control={control_at} metrics={metrics_at} address={}", key.address());
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
         println!("zennet-agent stopping");
+        if control_at.starts_with('/') {
+            let _ = std::fs::remove_file(&control_at);
+        }
         anyhow::Ok(())
     })
 }

@@ -153,6 +153,12 @@ impl Agent1 {
         self.blocking(|c| Ok(c.snapshot()?.earnings)).await
     }
 
+    /// The asking price set by SetPrice, base units per machine-second (0: the agent's own).
+    #[zbus(property)]
+    fn price_per_second(&self) -> u64 {
+        self.ctl.price_per_second().unwrap_or(0)
+    }
+
     /// Stop answering announcements; running contracts go on.
     async fn pause(&self, #[zbus(header)] hdr: Header<'_>, #[zbus(connection)] conn: &Connection) -> fdo::Result<()> {
         self.check("Pause", &hdr, conn).await?;
