@@ -93,23 +93,58 @@ fn listen_signals(sock: PathBuf) -> std::sync::mpsc::Receiver<String> {
     rx
 }
 
+/// However the test ends (after the agent is killed): kills what is left
+/// in the engine's groups (containers of a contract still running when a
+/// check failed), removes the groups, unmounts what is under the test's dir.
+struct Cleanup {
+    parent: String,
+    dir: PathBuf,
+}
+
+/// Every directory under `d`, deepest first.
+fn dirs_depth_first(d: &Path, out: &mut Vec<PathBuf>) {
+    for e in std::fs::read_dir(d).into_iter().flatten().flatten() {
+        if e.file_type().is_ok_and(|t| t.is_dir()) {
+            dirs_depth_first(&e.path(), out);
+        }
+    }
+    out.push(d.to_path_buf());
+}
+
+impl Drop for Cleanup {
+    fn drop(&mut self) {
+        let mut groups = Vec::new();
+        for c in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+            for name in [format!("{}.zygote", self.parent), self.parent.clone()] {
+                if c.path().join(&name).is_dir() {
+                    dirs_depth_first(&c.path().join(name), &mut groups);
+                }
+            }
+        }
+        for g in &groups {
+            for pid in std::fs::read_to_string(g.join("cgroup.procs")).unwrap_or_default().lines().filter_map(|l| l.parse::<i32>().ok()) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            }
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        let mounts = std::fs::read_to_string("/proc/mounts").unwrap_or_default();
+        let under: Vec<&str> = mounts.lines().filter_map(|l| l.split_whitespace().nth(1)).filter(|m| m.starts_with(&*self.dir.to_string_lossy())).collect();
+        for m in under.iter().rev() {
+            let _ = nix::mount::umount2(*m, nix::mount::MntFlags::MNT_DETACH);
+        }
+        for g in &groups {
+            let _ = std::fs::remove_dir(g);
+        }
+    }
+}
+
 #[test]
 fn pause_declines_resume_hires_drain_settles() {
     assert!(nix::unistd::geteuid().is_root(), "agent tests need root");
     let dir = tempfile::Builder::new().prefix("zt-ctlm-").tempdir_in("/var/tmp").unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let parent = format!("zt-ctlm-{}", std::process::id());
-    struct Groups(String);
-    impl Drop for Groups {
-        fn drop(&mut self) {
-            for c in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-                let _ = std::fs::remove_dir(c.path().join(format!("{}.zygote", self.0)));
-                let _ = std::fs::remove_dir(c.path().join(&self.0));
-            }
-            let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(&self.0));
-        }
-    }
-    let _groups = Groups(parent.clone());
+    let _cleanup = Cleanup { parent: parent.clone(), dir: dir.path().into() };
 
     // The devnet and its dev keys: 1 pays, 2 is the provider.
     let mut node = Command::new(bin("xencoind")).args(["--dev", "--rpc-addr", "127.0.0.1:0", "--data-dir"]).arg(dir.path().join("chain")).env("RUST_LOG", "warn").stdout(Stdio::piped()).spawn().unwrap();
@@ -175,16 +210,27 @@ fn pause_declines_resume_hires_drain_settles() {
 
     // Draining with a contract running: it runs to its end and settles;
     // meanwhile a new announcement is declined.
-    let mut long = Reaped(rent(&["--duration", "6"]).stdout(Stdio::piped()).stderr(Stdio::null()).spawn().unwrap());
+    let long_err = dir.path().join("rent.err");
+    let mut long = Reaped(rent(&["--duration", "6"]).stdout(Stdio::piped()).stderr(std::fs::File::create(&long_err).unwrap()).spawn().unwrap());
+    // Kept open to the end: the publisher prints its done line there.
+    let mut long_out = BufReader::new(long.0.stdout.take().unwrap());
     let mut first = String::new();
-    BufReader::new(long.0.stdout.take().unwrap()).read_line(&mut first).unwrap();
+    long_out.read_line(&mut first).unwrap();
     assert!(first.contains("ready"), "{first} {}", agent_log());
     ctl(&state, &["drain"]);
     assert_eq!(status(&state)["state"], "draining");
-    let o = rent(&["--timeout", "3"]).output().unwrap();
+    // (Another publisher in a directory of its own: one wallet and its
+    // record cannot serve two processes.)
+    std::fs::create_dir_all(dir.path().join("p2")).unwrap();
+    let wallet2 = dir.path().join("p2/publisher.key");
+    write_key(&wallet2, &keys[3][1]);
+    let o = Command::new(bin("zennet")).arg("rent").arg("--wallet").arg(&wallet2).args(["--rpc", &rpc, "--json", "-n", "1", "-m", "64M", "--timeout", "4"]).output().unwrap();
     assert!(!o.status.success(), "hired while draining");
-    assert!(agent_log().contains("the provider is draining"), "{}", agent_log());
-    assert!(long.0.wait().unwrap().success());
+    let why = format!("the announcement declined while draining (rent: {})", String::from_utf8_lossy(&o.stderr));
+    wait_for(&why, Duration::from_secs(5), || agent_log().contains("the provider is draining"));
+    let mut rest = String::new();
+    long_out.read_to_string(&mut rest).unwrap();
+    assert!(long.0.wait().unwrap().success(), "the running contract did not finish cleanly: {}", std::fs::read_to_string(&long_err).unwrap_or_default());
     wait_for("drained", Duration::from_secs(30), || status(&state)["state"] == "drained");
     assert!(status(&state)["earnings"].as_u64().unwrap() > earned);
 }
