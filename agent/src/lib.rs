@@ -14,6 +14,7 @@
 //!
 //! - [`api`]: the provider's local control: D-Bus (`org.zennet.Agent1`),
 //!   its thin clients, Prometheus metrics.
+//!
 //! `main.rs` only wires these together.
 
 pub mod api;

@@ -209,7 +209,7 @@ pub struct ControlSettings {
 }
 
 /// The most capacity sold at once, over all contracts.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SellLimits {
     pub memory_bytes: u64,
     pub cpu_millicores: u64,

@@ -82,10 +82,8 @@ fn listen_signals(sock: PathBuf) -> std::sync::mpsc::Receiver<String> {
             let mut msgs = zbus::MessageStream::from(&conn);
             while let Some(Ok(m)) = msgs.next().await {
                 let h = m.header();
-                if h.message_type() == zbus::message::Type::Signal {
-                    if tx.send(h.member().map(|m| m.to_string()).unwrap_or_default()).is_err() {
-                        return;
-                    }
+                if h.message_type() == zbus::message::Type::Signal && tx.send(h.member().map(|m| m.to_string()).unwrap_or_default()).is_err() {
+                    return;
                 }
             }
         });

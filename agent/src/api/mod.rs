@@ -330,9 +330,3 @@ pub struct Snapshot {
     /// One JSON object per contract.
     pub contracts: Vec<serde_json::Value>,
 }
-
-impl Default for SellLimits {
-    fn default() -> Self {
-        SellLimits { memory_bytes: 0, cpu_millicores: 0, disk_bytes: 0 }
-    }
-}
