@@ -1,7 +1,8 @@
 # The provider's local control (agent/src/api): D-Bus (zbus, peer-to-peer on
 # a private socket; the system bus in the appliance), thin clients, Prometheus
-# metrics. Tests run the client as nobody with setpriv (util-linux).
-APT_PACKAGES += util-linux
+# metrics. Tests run the client as nobody with setpriv (util-linux) and the
+# system-bus mode on a private dbus-daemon with the policy in agent/dbus.
+APT_PACKAGES += util-linux dbus-daemon
 BENCH_TARGETS += bench-control
 
 .PHONY: bench-control
