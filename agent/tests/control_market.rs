@@ -215,6 +215,13 @@ fn pause_declines_resume_hires_drain_settles() {
     let mut first = String::new();
     long_out.read_line(&mut first).unwrap();
     assert!(first.contains("ready"), "{first} {}", agent_log());
+    // The metrics move with the running contract.
+    wait_for("the running contract in the metrics", Duration::from_secs(10), || {
+        let b = scrape(&metrics_at);
+        sample(&b, "zennet_contracts_active") == 1.0 && sample(&b, "zennet_containers") == 1.0
+    });
+    let before = sample(&scrape(&metrics_at), "zennet_earnings_base_units_total");
+    wait_for("earnings to grow while it runs", Duration::from_secs(10), || sample(&scrape(&metrics_at), "zennet_earnings_base_units_total") > before);
     ctl(&state, &["drain"]);
     assert_eq!(status(&state)["state"], "draining");
     // (Another publisher in a directory of its own: one wallet and its
