@@ -195,7 +195,7 @@ impl Agent1 {
         self.blocking(|c| c.recalibrate()).await
     }
 
-    /// Every contract record, JSON array.
+    /// The contract records, JSON array (at most 1000, open ones first).
     async fn list_contracts(&self) -> fdo::Result<String> {
         self.blocking(|c| Ok(serde_json::Value::Array(c.snapshot()?.contracts).to_string())).await
     }

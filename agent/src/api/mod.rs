@@ -85,6 +85,8 @@ pub enum Event {
 
 /// Events kept for a slow listener before it starts losing them.
 const EVENT_QUEUE: usize = 256;
+/// Most contracts ListContracts returns (those not settled first).
+pub const MAX_LISTED: usize = 1000;
 /// The highest price accepted by SetPrice, base units per machine-second (10^4 XEN).
 pub const MAX_PRICE_PER_SECOND: u64 = 10_000 * Amount::BASE_PER_XEN;
 
@@ -294,6 +296,9 @@ impl Control {
             }));
         }
         snap.total = snap.contracts.len() as u64;
+        // Bounded: open contracts first, then as many settled ones as fit.
+        snap.contracts.sort_by_key(|c| c["state"] == "settled");
+        snap.contracts.truncate(MAX_LISTED);
         Ok(snap)
     }
 
@@ -327,6 +332,6 @@ pub struct Snapshot {
     pub sold: SellLimits,
     /// Cumulative usage of every contract, in `UsageComponent::ALL` order.
     pub usage: [u64; zennet_protocol::UsageVector::LEN],
-    /// One JSON object per contract.
+    /// One JSON object per contract, at most [`MAX_LISTED`], open ones first.
     pub contracts: Vec<serde_json::Value>,
 }
