@@ -206,6 +206,14 @@ fn pause_declines_resume_hires_drain_settles() {
     assert_eq!(list.len(), 1);
     assert_eq!(list[0]["paid"].as_u64(), Some(earned));
 
+    // SetPrice applies to new offers: priced far above the publisher's
+    // ceiling, the agent's reserve is not met and it does not answer.
+    ctl(&state, &["set-price", "1000000000000"]);
+    let o = rent(&["--timeout", "4"]).output().unwrap();
+    assert!(!o.status.success(), "hired above the ceiling");
+    wait_for("the announcement below the new reserve", Duration::from_secs(5), || agent_log().contains("below the reserve"));
+    ctl(&state, &["set-price", "1000"]);
+
     // Draining with a contract running: it runs to its end and settles;
     // meanwhile a new announcement is declined.
     let long_err = dir.path().join("rent.err");
