@@ -72,8 +72,8 @@ pub struct RunArgs {
     pub metrics_listen: Option<String>,
     /// zennet.toml to check at start (with `zennet.*=` options from
     /// /proc/cmdline): a refusal is printed naming the key, and the last
-    /// valid configuration stays in force. Used today: `market.accept_work`
-    /// and `metrics.listen` (when --metrics-listen is not given).
+    /// valid configuration stays in force. Used today: `market.accept_work`,
+    /// `metrics.listen` (when --metrics-listen is not given) and `agent.log_*`.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
 }
@@ -101,6 +101,16 @@ impl RunArgs {
             keep_containers_on_exit: true,
             state_dir: engine_dir,
         }
+    }
+
+    /// The log level and capped log file: `agent.log_level`, `agent.log_file`
+    /// and `agent.log_max_bytes` of `--config` (the last valid one if it is
+    /// refused); without it `warn`, console only.
+    pub fn log_settings(&self) -> (String, Option<(PathBuf, u64)>) {
+        let Some(p) = &self.config else { return ("warn".into(), None) };
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let a = crate::config::load(p, &cmdline, &crate::config::last_good_path(&self.state_dir)).config.agent;
+        (a.log_level, (!a.log_file.is_empty()).then(|| (PathBuf::from(a.log_file), a.log_max_bytes)))
     }
 
     /// Builds the busybox base if it is missing and a static busybox exists.

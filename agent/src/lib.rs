@@ -9,6 +9,7 @@
 //!   seed's pseudoinverse fit of per-component rates.
 //! - [`store`]: the agent's redb database (calibration records).
 //! - [`config`]: `zennet.toml`, kernel command line overrides, last-valid fallback.
+//! - [`logs`]: console and size-capped file logging.
 //! - [`market`]: announcements, negotiation, contracts, metering and pay.
 //! - [`ssh`]: the containers' SSH server, reached through libp2p tunnels.
 //!
@@ -22,6 +23,7 @@ pub mod calibrate;
 pub mod cli;
 pub mod config;
 pub mod containers;
+pub mod logs;
 pub mod market;
 pub mod ssh;
 pub mod store;

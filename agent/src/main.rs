@@ -54,10 +54,11 @@ enum Cmd {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZENNET_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let (level, file) = match &args.cmd {
+        Some(Cmd::Run(a)) => a.log_settings(),
+        _ => ("warn".to_string(), None),
+    };
+    zennet_agent::logs::init(&level, file.as_ref().map(|(p, max)| (p.as_path(), *max)));
     match args.cmd.unwrap_or(Cmd::Run(cli::RunArgs::default())) {
         Cmd::Zygote => zennet_agent::containers::zygote_main(),
         Cmd::MakeBase { name, bases_dir, busybox, suite } => {

@@ -243,6 +243,20 @@ fn control_api_drives_the_agent_and_survives_restarts() {
     let log = agent.stop();
     assert!(log.contains("configuration refused") && log.contains("market.price_per_second") && log.contains("cheap"), "{log}");
 
+    // A valid configuration: it starts paused (`market.accept_work`) and
+    // logs to a capped file as well as the console.
+    let log_file = dir.path().join("logs/agent.log");
+    std::fs::write(&cfg, format!("[agent]\nlog_level = \"info\"\nlog_file = \"{}\"\nlog_max_bytes = 4096\n[market]\naccept_work = false\n", log_file.display())).unwrap();
+    let agent = Agent::start(&state, &["--config", cfg.to_str().unwrap()]).unwrap();
+    assert_eq!(status(&state)["state"], "paused");
+    for _ in 0..40 {
+        assert!(!client(&state, &["resume"], true).status.success());
+    }
+    let console = agent.stop();
+    let file = std::fs::read_to_string(&log_file).unwrap();
+    assert!(file.contains("Resume refused: caller uid 65534") && console.contains("Resume refused"), "{file}");
+    assert!(file.len() <= 4096 && std::fs::metadata(dir.path().join("logs/agent.log.1")).is_ok_and(|m| m.len() <= 4096), "the log file is capped and rotated");
+
     // A database written by a newer agent is refused, naming both versions.
     {
         let store = zennet_agent::store::Store::open(&zennet_agent::store::Store::path_in(&state)).unwrap();
