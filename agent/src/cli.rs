@@ -1,5 +1,5 @@
 //! The agent's subcommands that are more than wiring: `run`, `demo`,
-//! `bench-containers`, `calibrate` and `bench-calibration`. Each builds an [`EngineConfig`] from its arguments.
+//! `bench-containers`, `calibrate`, `bench-calibration` and `bench-control`. Each builds an [`EngineConfig`] from its arguments.
 
 use crate::containers::{network::NetConfig, EngineConfig, Engine};
 use anyhow::{Context, Result};
@@ -8,8 +8,10 @@ use std::path::PathBuf;
 use zennet_protocol::spec::Capacity;
 
 mod bench;
+mod bench_control;
 mod calibrate;
 pub use bench::{bench_containers, BenchArgs};
+pub use bench_control::{bench_control, BenchControlArgs};
 pub use calibrate::{bench_calibration, calibrate, BenchCalibrationArgs, CalibrateArgs};
 
 /// Options shared by `run` and `demo`.
@@ -58,11 +60,27 @@ pub struct RunArgs {
     /// Fee on the agent's own transactions (`ChannelClose`), base units.
     #[arg(long, default_value_t = 1000)]
     pub fee: u64,
+    /// Where the control API (D-Bus) is served: `socket` (peer-to-peer on
+    /// the control socket), `system` (the system bus, the appliance) or `off`.
+    #[arg(long, default_value = "socket", value_parser = ["socket", "system", "off"])]
+    pub dbus: String,
+    /// The control socket (default: STATE_DIR/agent.bus).
+    #[arg(long)]
+    pub control_socket: Option<PathBuf>,
+    /// Serve Prometheus metrics on this ip:port (port 0 picks one; default: off).
+    #[arg(long, value_name = "ADDR")]
+    pub metrics_listen: Option<String>,
+    /// zennet.toml to check at start (with `zennet.*=` options from
+    /// /proc/cmdline): a refusal is printed naming the key, and the last
+    /// valid configuration stays in force. Used today: `market.accept_work`,
+    /// `metrics.listen` (when --metrics-listen is not given) and `agent.log_*`.
+    #[arg(long, value_name = "PATH")]
+    pub config: Option<PathBuf>,
 }
 
 impl Default for RunArgs {
     fn default() -> Self {
-        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None, cgroup_parent: "zennet".into(), rpc: None, price_per_second: 1000, reserve_pct: 80, max_exposure: 100 * zennet_protocol::Amount::BASE_PER_XEN, grace_intervals: 3, fee: 1000 }
+        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None, cgroup_parent: "zennet".into(), rpc: None, price_per_second: 1000, reserve_pct: 80, max_exposure: 100 * zennet_protocol::Amount::BASE_PER_XEN, grace_intervals: 3, fee: 1000, dbus: "socket".into(), control_socket: None, metrics_listen: None, config: None }
     }
 }
 
@@ -85,6 +103,16 @@ impl RunArgs {
         }
     }
 
+    /// The log level and capped log file: `agent.log_level`, `agent.log_file`
+    /// and `agent.log_max_bytes` of `--config` (the last valid one if it is
+    /// refused); without it `warn`, console only.
+    pub fn log_settings(&self) -> (String, Option<(PathBuf, u64)>) {
+        let Some(p) = &self.config else { return ("warn".into(), None) };
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let a = crate::config::load(p, &cmdline, &crate::config::last_good_path(&self.state_dir)).config.agent;
+        (a.log_level, (!a.log_file.is_empty()).then(|| (PathBuf::from(a.log_file), a.log_max_bytes)))
+    }
+
     /// Builds the busybox base if it is missing and a static busybox exists.
     pub fn ensure_busybox_base(&self) -> Result<()> {
         let cfg = self.engine_config();
@@ -100,12 +128,23 @@ impl RunArgs {
 /// Calibrates (full mode, default price) if `--calibrate-max-age` is set and
 /// the store says so. Runs before the zygote fork: no thread is started.
 /// A failed calibration is reported and the agent serves on without rates.
+/// A Recalibrate over the control API forces one (then clears the request).
 fn calibrate_if_needed(args: &RunArgs) -> Result<()> {
-    let Some(age) = args.calibrate_max_age else { return Ok(()) };
     let store = crate::store::Store::open(&crate::store::Store::path_in(&args.state_dir))?;
-    let fp = crate::calibrate::fingerprint();
-    let Some(why) = crate::store::needs_calibration(&store, &fp, std::time::Duration::from_secs(age)) else { return Ok(()) };
-    eprintln!("zennet-agent: calibrating this machine ({why:?})");
+    let mut settings = store.control_settings()?;
+    let why = if settings.recalibrate {
+        "requested over the control API".to_string()
+    } else {
+        let Some(age) = args.calibrate_max_age else { return Ok(()) };
+        let fp = crate::calibrate::fingerprint();
+        let Some(why) = crate::store::needs_calibration(&store, &fp, std::time::Duration::from_secs(age)) else { return Ok(()) };
+        format!("{why:?}")
+    };
+    if settings.recalibrate {
+        settings.recalibrate = false;
+        store.put_control_settings(&settings)?;
+    }
+    eprintln!("zennet-agent: calibrating this machine ({why})");
     let mut cfg = crate::calibrate::Config::full();
     cfg.seed = calibrate::clock_seed();
     cfg.work_dir = args.state_dir.join("calibrate");
@@ -129,6 +168,14 @@ pub fn run(args: RunArgs) -> Result<()> {
         eprintln!("zennet-agent: new identity {} in {}", key.address(), key_path.display());
     }
     args.ensure_busybox_base()?;
+    let config = args.config.as_ref().map(|p| {
+        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let loaded = crate::config::load(p, &cmdline, &crate::config::last_good_path(&args.state_dir));
+        if let Some(e) = &loaded.refused {
+            eprintln!("zennet-agent: configuration refused: {e}; using the {}", loaded.from);
+        }
+        loaded.config
+    });
     calibrate_if_needed(&args)?;
     let cfg = args.engine_config();
     let capacity = cfg.capacity.clone();
@@ -150,9 +197,22 @@ pub fn run(args: RunArgs) -> Result<()> {
     rt.block_on(async move {
         let (adopted, removed) = &engine.recovered;
         let (adopted, removed) = (adopted.len(), removed.len());
+        let store = std::sync::Arc::new(crate::store::Store::open(&crate::store::Store::path_in(&args.state_dir))?);
+        let control = std::sync::Arc::new(crate::api::Control::load(store.clone(), capacity.clone(), key.address().to_string())?);
+        if config.as_ref().is_some_and(|c| !c.market.accept_work) {
+            control.start_paused();
+        }
+        let control_at = serve_control(&args, &control).await;
+        let metrics_addr = args.metrics_listen.clone().or_else(|| config.as_ref().map(|c| c.metrics.listen.clone())).filter(|a| !a.is_empty());
+        let metrics_at = match metrics_addr {
+            Some(addr) => {
+                let m = std::sync::Arc::new(crate::api::metrics::Metrics::new(control.clone(), Some(engine.clone()), args.rpc.as_deref()));
+                crate::api::metrics::serve(m, &addr).await?.to_string()
+            }
+            None => "off".to_string(),
+        };
         let market = match &args.rpc {
             Some(rpc) => {
-                let store = std::sync::Arc::new(crate::store::Store::open(&crate::store::Store::path_in(&args.state_dir))?);
                 let mcfg = crate::market::MarketConfig {
                     rpc: rpc.clone(),
                     price_per_second: zennet_protocol::Amount(args.price_per_second),
@@ -161,6 +221,7 @@ pub fn run(args: RunArgs) -> Result<()> {
                     grace_intervals: args.grace_intervals,
                     fee: zennet_protocol::Amount(args.fee),
                     host_keys_dir: args.state_dir.join("hostkeys"),
+                    control: control.clone(),
                     ..Default::default()
                 };
                 let m = crate::market::Market::new(key.clone(), engine.clone(), store, capacity, mcfg).await?;
@@ -172,14 +233,36 @@ pub fn run(args: RunArgs) -> Result<()> {
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut int = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::interrupt())?;
         let market_state = if market.is_some() { "on" } else { "off" };
-        println!("zennet-agent ready engine=libcontainer network={network} adopted={adopted} removed={removed} market={market_state} address={}", key.address());
+        println!("zennet-agent ready engine=libcontainer network={network} adopted={adopted} removed={removed} market={market_state} control={control_at} metrics={metrics_at} address={}", key.address());
         tokio::select! {
             _ = term.recv() => {},
             _ = int.recv() => {},
         }
         // Whoever read the ready line may be gone: no panic on a closed stdout.
         let _ = std::io::Write::write_all(&mut std::io::stdout(), b"zennet-agent stopping\n");
+        if control_at.starts_with('/') {
+            let _ = std::fs::remove_file(&control_at);
+        }
         anyhow::Ok(())
+    })
+}
+
+/// Serves the control API as `--dbus` says; returns where (the socket's
+/// path, `system`, `off`, or `unavailable` when it could not be served:
+/// the agent sells on without it and says why).
+async fn serve_control(args: &RunArgs, control: &std::sync::Arc<crate::api::Control>) -> String {
+    let r = match args.dbus.as_str() {
+        "off" => return "off".into(),
+        // The connection lives on in its signal task.
+        "system" => crate::api::dbus::serve_system_bus(control.clone()).await.map(|_| "system".to_string()),
+        _ => {
+            let path = args.control_socket.clone().unwrap_or_else(|| crate::api::dbus::socket_in(&args.state_dir));
+            crate::api::dbus::serve_socket(control.clone(), &path).await.map(|_| path.display().to_string())
+        }
+    };
+    r.unwrap_or_else(|e| {
+        eprintln!("zennet-agent: control API unavailable: {e}");
+        "unavailable".into()
     })
 }
 

@@ -42,6 +42,11 @@ enum Cmd {
     /// Measure calibration: durations, rate spread, hold-out error (one line per figure).
     #[command(hide = true)]
     BenchCalibration(cli::BenchCalibrationArgs),
+    /// Measure the control API: D-Bus round trip, durable voucher commit (one line per figure).
+    #[command(hide = true)]
+    BenchControl(cli::BenchControlArgs),
+    #[command(flatten)]
+    Control(zennet_agent::api::client::Command),
     /// Internal: the container engine's zygote (spawned by the agent).
     #[command(hide = true)]
     Zygote,
@@ -49,10 +54,11 @@ enum Cmd {
 
 fn main() -> Result<()> {
     let args = Args::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_env("ZENNET_LOG").unwrap_or_else(|_| "warn".into()))
-        .with_writer(std::io::stderr)
-        .init();
+    let (level, file) = match &args.cmd {
+        Some(Cmd::Run(a)) => a.log_settings(),
+        _ => ("warn".to_string(), None),
+    };
+    zennet_agent::logs::init(&level, file.as_ref().map(|(p, max)| (p.as_path(), *max)));
     match args.cmd.unwrap_or(Cmd::Run(cli::RunArgs::default())) {
         Cmd::Zygote => zennet_agent::containers::zygote_main(),
         Cmd::MakeBase { name, bases_dir, busybox, suite } => {
@@ -71,5 +77,11 @@ fn main() -> Result<()> {
         Cmd::BenchContainers(a) => cli::bench_containers(a),
         Cmd::Calibrate(a) => cli::calibrate(a),
         Cmd::BenchCalibration(a) => cli::bench_calibration(a),
+        Cmd::BenchControl(a) => cli::bench_control(a),
+        Cmd::Control(c) => {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            println!("{}", rt.block_on(zennet_agent::api::client::run(c))?);
+            Ok(())
+        }
     }
 }

@@ -4,6 +4,12 @@
 //! channel, state and best voucher), keyed by contract id. Every write is a
 //! durable redb commit before the caller acts on it (a voucher is
 //! acknowledged only after its commit returns).
+//!
+//! The layout is versioned: table `meta` holds `schema_version`
+//! ([`SCHEMA_VERSION`]). A database without it is version 1 (the layout
+//! before versioning) and is migrated on open; a newer one is refused,
+//! naming both versions. Table `settings` keeps what the control API
+//! changed ([`ControlSettings`]), so it outlives a restart.
 
 use crate::calibrate::CalibrationRecord;
 use redb::{Database, ReadableDatabase, ReadableTable, TableDefinition};
@@ -22,6 +28,13 @@ const CALIBRATIONS: TableDefinition<u64, &[u8]> = TableDefinition::new("calibrat
 const CONTRACTS: TableDefinition<&[u8; 32], &[u8]> = TableDefinition::new("contracts");
 /// Reputation of publishers, JSON, keyed by address text.
 const REPUTATION: TableDefinition<&str, &[u8]> = TableDefinition::new("reputation");
+/// Layout metadata: `schema_version` (u64, little-endian).
+const META: TableDefinition<&str, &[u8]> = TableDefinition::new("meta");
+/// Settings changed at run time (the control API), JSON, keyed by name.
+const SETTINGS: TableDefinition<&str, &[u8]> = TableDefinition::new("settings");
+/// The layout this code reads and writes. 1: calibrations, contracts and
+/// reputation without `meta`; 2: adds `meta` and `settings`.
+pub const SCHEMA_VERSION: u64 = 2;
 /// Largest record accepted when reading back.
 const MAX_RECORD_BYTES: usize = 16 << 20;
 
@@ -40,6 +53,12 @@ pub enum StoreError {
     /// A stored contract record does not decode.
     #[error("store {path}: contract record {id} is corrupt: {reason}")]
     CorruptContract { path: PathBuf, id: String, reason: String },
+    /// The database was written by a newer agent.
+    #[error("store {path}: schema version {found} is newer than this agent's {supported}; run a newer zennet-agent or move the file away")]
+    TooNew { path: PathBuf, found: u64, supported: u64 },
+    /// The `meta` table holds something that is not a version.
+    #[error("store {path}: schema version record is corrupt ({len} bytes)")]
+    CorruptMeta { path: PathBuf, len: usize },
 }
 
 /// The agent's database.
@@ -60,7 +79,82 @@ impl Store {
             let _ = std::fs::create_dir_all(p);
         }
         let db = Database::create(path).map_err(|e| StoreError::Db { path: path.into(), source: e.into() })?;
-        Ok(Store { db, path: path.into() })
+        let store = Store { db, path: path.into() };
+        store.migrate()?;
+        Ok(store)
+    }
+
+    /// The schema version on disk: 1 when there is no `meta` table, 0 for
+    /// a database with no tables at all (just created).
+    pub fn schema_version(&self) -> Result<u64, StoreError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match r.open_table(META) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => {
+                let empty = r.list_tables().map_err(|e| self.err(e))?.next().is_none();
+                return Ok(if empty { 0 } else { 1 });
+            }
+            Err(e) => return Err(self.err(e)),
+        };
+        match t.get("schema_version").map_err(|e| self.err(e))? {
+            None => Ok(1),
+            Some(v) => {
+                let b = v.value();
+                let a: [u8; 8] = b.try_into().map_err(|_| StoreError::CorruptMeta { path: self.path.clone(), len: b.len() })?;
+                Ok(u64::from_le_bytes(a))
+            }
+        }
+    }
+
+    /// Brings an older layout up to [`SCHEMA_VERSION`] in one commit;
+    /// refuses a newer one. 1 -> 2 adds `meta` and `settings` (records are
+    /// unchanged).
+    fn migrate(&self) -> Result<(), StoreError> {
+        let found = self.schema_version()?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { path: self.path.clone(), found, supported: SCHEMA_VERSION });
+        }
+        if found == SCHEMA_VERSION {
+            return Ok(());
+        }
+        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        w.open_table(SETTINGS).map_err(|e| self.err(e))?;
+        w.open_table(META).map_err(|e| self.err(e))?.insert("schema_version", SCHEMA_VERSION.to_le_bytes().as_slice()).map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))?;
+        if found > 0 {
+            tracing::info!(path = %self.path.display(), "store migrated from schema version {found} to {SCHEMA_VERSION}");
+        }
+        Ok(())
+    }
+
+    /// Writes the schema version as is (tests of migration and refusal).
+    #[doc(hidden)]
+    pub fn force_schema_version(&self, v: u64) -> Result<(), StoreError> {
+        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        w.open_table(META).map_err(|e| self.err(e))?.insert("schema_version", v.to_le_bytes().as_slice()).map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))
+    }
+
+    /// The control settings (defaults when none were saved).
+    pub fn control_settings(&self) -> Result<ControlSettings, StoreError> {
+        let r = self.db.begin_read().map_err(|e| self.err(e))?;
+        let t = match r.open_table(SETTINGS) {
+            Ok(t) => t,
+            Err(redb::TableError::TableDoesNotExist(_)) => return Ok(ControlSettings::default()),
+            Err(e) => return Err(self.err(e)),
+        };
+        match t.get("control").map_err(|e| self.err(e))? {
+            None => Ok(ControlSettings::default()),
+            Some(v) => serde_json::from_slice(v.value()).map_err(|e| StoreError::CorruptContract { path: self.path.clone(), id: "settings/control".into(), reason: e.to_string() }),
+        }
+    }
+
+    /// Saves the control settings; durable when it returns.
+    pub fn put_control_settings(&self, s: &ControlSettings) -> Result<(), StoreError> {
+        let bytes = serde_json::to_vec(s).map_err(StoreError::Encode)?;
+        let w = self.db.begin_write().map_err(|e| self.err(e))?;
+        w.open_table(SETTINGS).map_err(|e| self.err(e))?.insert("control", bytes.as_slice()).map_err(|e| self.err(e))?;
+        w.commit().map_err(|e| self.err(e))
     }
 
     fn err(&self, e: impl Into<redb::Error>) -> StoreError {
@@ -98,6 +192,28 @@ impl Store {
         }
         serde_json::from_slice(b).map(Some).map_err(|e| StoreError::Corrupt { path: self.path.clone(), key, reason: e.to_string() })
     }
+}
+
+/// What the control API changed, kept across restarts (table `settings`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ControlSettings {
+    /// Not answering announcements (Pause; a Drain is kept as a pause).
+    pub paused: bool,
+    /// Asking price of the whole machine per second, base units (SetPrice).
+    pub price_per_second: Option<u64>,
+    /// Most capacity sold at once (SetLimits).
+    pub limits: Option<SellLimits>,
+    /// Calibrate at the next start (Recalibrate).
+    pub recalibrate: bool,
+}
+
+/// The most capacity sold at once, over all contracts.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SellLimits {
+    pub memory_bytes: u64,
+    pub cpu_millicores: u64,
+    pub disk_bytes: u64,
 }
 
 /// Where a contract is in its life.
@@ -306,6 +422,32 @@ mod tests {
         drop(store);
         let store = Store::open(&Store::path_in(dir.path())).unwrap();
         assert_eq!(store.latest_calibration().unwrap().unwrap().fingerprint.cores, 4);
+    }
+
+    #[test]
+    fn schema_version_is_migrated_or_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = Store::path_in(dir.path());
+        // A version-1 database: records, no `meta`.
+        {
+            let db = Database::create(&path).unwrap();
+            let w = db.begin_write().unwrap();
+            w.open_table(REPUTATION).unwrap().insert("xen1old", br#"{"contracts":3,"paid":9,"unpaid":0,"disputes":0}"#.as_slice()).unwrap();
+            w.commit().unwrap();
+        }
+        let store = Store::open(&path).unwrap();
+        assert_eq!(store.schema_version().unwrap(), SCHEMA_VERSION);
+        assert_eq!(store.reputation("xen1old").unwrap().contracts, 3, "migration kept the records");
+        let s = ControlSettings { paused: true, price_per_second: Some(7), ..Default::default() };
+        store.put_control_settings(&s).unwrap();
+        store.force_schema_version(SCHEMA_VERSION + 1).unwrap();
+        drop(store);
+        let e = Store::open(&path).err().expect("a newer database is refused").to_string();
+        assert!(e.contains(&format!("schema version {}", SCHEMA_VERSION + 1)) && e.contains(&format!("this agent's {SCHEMA_VERSION}")), "{e}");
+        // Nothing was changed by the refusal.
+        let db = Database::open(&path).unwrap();
+        let r = db.begin_read().unwrap();
+        assert_eq!(r.open_table(META).unwrap().get("schema_version").unwrap().unwrap().value(), (SCHEMA_VERSION + 1).to_le_bytes().as_slice());
     }
 
     #[test]

@@ -48,6 +48,9 @@ pub struct MarketConfig {
     /// Publishers whose unpaid history is above this (base units), or who
     /// ever stopped paying, are not answered.
     pub max_unpaid_history: Amount,
+    /// Run-time switches, price and limits (the control API), and where
+    /// the market's events go.
+    pub control: Arc<crate::api::Control>,
 }
 
 impl Default for MarketConfig {
@@ -62,6 +65,7 @@ impl Default for MarketConfig {
             fee: Amount(1_000),
             host_keys_dir: "/var/lib/zennet/hostkeys".into(),
             max_unpaid_history: Amount(Amount::BASE_PER_XEN / 100),
+            control: Arc::new(crate::api::Control::default()),
         }
     }
 }
@@ -85,6 +89,8 @@ pub struct Market {
     capacity: Capacity,
     used: Mutex<Used>,
     ask: Rates,
+    /// The machine price per second `ask` was made for (SetPrice scales from it).
+    ask_price: u64,
     calibration: Option<CalibrationSummary>,
     /// The containers' SSH server (tunnels arrive over `node`).
     ssh: Arc<crate::ssh::SshServer>,
@@ -94,29 +100,39 @@ impl Market {
     /// Connects the pieces; reads the latest calibration for the asking rates.
     pub async fn new(key: SecretKey, engine: Arc<Engine>, store: Arc<Store>, capacity: Capacity, cfg: MarketConfig) -> anyhow::Result<Arc<Market>> {
         let node = Node::start(&key, None).await.context("start the libp2p node")?;
-        let (ask, calibration) = match store.latest_calibration() {
-            Ok(Some(rec)) => (rec.rates, Some(rec.summary())),
-            _ => (default_rates(cfg.price_per_second, &capacity), None),
+        let (ask, ask_price, calibration) = match store.latest_calibration() {
+            Ok(Some(rec)) => (rec.rates, rec.price_per_second.0, Some(rec.summary())),
+            _ => (default_rates(cfg.price_per_second, &capacity), cfg.price_per_second.0, None),
         };
         let chain = Arc::new(Chain::new(&cfg.rpc));
         let ssh = crate::ssh::SshServer::new(engine.clone());
         tokio::spawn(ssh.clone().serve_tunnels(node.tunnels()?));
-        Ok(Arc::new(Market { key, chain, engine, store, node, cfg, capacity, used: Mutex::new(Used::default()), ask, calibration, ssh }))
+        Ok(Arc::new(Market { key, chain, engine, store, node, cfg, capacity, used: Mutex::new(Used::default()), ask, ask_price, calibration, ssh }))
+    }
+
+    /// The asking rates for new offers: `ask`, scaled to the price set by
+    /// the control API if it set one.
+    fn asking(&self) -> Rates {
+        match self.cfg.control.price_per_second() {
+            Some(p) if p != self.ask_price => scale(&self.ask, p, self.ask_price),
+            _ => self.ask,
+        }
     }
 
     fn reserve(&self) -> Rates {
-        scale(&self.ask, self.cfg.reserve_pct, 100)
+        scale(&self.asking(), self.cfg.reserve_pct, 100)
     }
 
     /// How many containers of `ann` fit the free capacity (0 if none), and
     /// reserves them. [`Market::release`] gives them back.
     fn take(&self, ann: &Announcement) -> u32 {
         let r = &ann.requirements;
+        let lim = self.cfg.control.limits();
         let mut u = self.used.lock().unwrap();
         let free = |cap: u64, used: u64, each: u64| cap.saturating_sub(used).checked_div(each).unwrap_or(u64::MAX);
-        let n = free(self.capacity.memory_bytes, u.memory_bytes, r.memory_bytes)
-            .min(free(self.capacity.cpu_millicores as u64, u.cpu_millicores, r.cpu_millicores as u64))
-            .min(free(self.capacity.disk_bytes, u.disk_bytes, r.disk_bytes))
+        let n = free(self.capacity.memory_bytes.min(lim.memory_bytes), u.memory_bytes, r.memory_bytes)
+            .min(free((self.capacity.cpu_millicores as u64).min(lim.cpu_millicores), u.cpu_millicores, r.cpu_millicores as u64))
+            .min(free(self.capacity.disk_bytes.min(lim.disk_bytes), u.disk_bytes, r.disk_bytes))
             .min(r.count as u64) as u32;
         u.memory_bytes += r.memory_bytes * n as u64;
         u.cpu_millicores += r.cpu_millicores as u64 * n as u64;
@@ -177,6 +193,11 @@ impl Market {
     /// Answers one announcement if it pays at least the reserve and fits.
     fn consider(self: Arc<Self>, ann: Announcement) {
         if ann.publisher == self.key.address() {
+            return;
+        }
+        if let Some(why) = self.cfg.control.declines() {
+            tracing::info!("declining announcement {}: {why}", ann.id);
+            eprintln!("zennet-agent: declined announcement {}: {why}", ann.id);
             return;
         }
         match self.store.reputation(&ann.publisher.to_string()) {

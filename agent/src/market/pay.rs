@@ -58,6 +58,7 @@ pub async fn accept_voucher(m: &Arc<Market>, live: &mut Live, v: SignedVoucher) 
     let mut rec = live.rec.clone();
     rec.best_voucher = Some(v);
     persist(m, &rec).await?;
+    m.cfg.control.emit(crate::api::Event::Payment { contract: rec.id().to_string(), cumulative: rec.paid().0 });
     live.rec = rec;
     if live.frozen_since.is_some() && live.unpaid() <= live.rec.contract.terms.exposure_bound {
         let (engine, id) = (m.engine.clone(), live.rec.container.clone());
@@ -177,6 +178,7 @@ pub async fn settle(m: &Arc<Market>, rec: &mut ContractRecord, reason: &str) {
     if let Err(e) = persist(m, rec).await {
         tracing::error!("contract {id}: {e:#}");
     }
+    m.cfg.control.emit(crate::api::Event::Ended { contract: id.to_string(), reason: reason.to_string(), paid: rec.paid().0 });
     // The publisher's record: paid, owed for reported usage but unpaid, and
     // whether it ended for non-payment.
     let owed = rec.last_usage.as_ref().and_then(|u| rec.contract.terms.owed(u).ok()).unwrap_or(Amount::ZERO);

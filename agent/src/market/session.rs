@@ -96,7 +96,7 @@ async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Se
     // Offer and counter rounds.
     let spec = spec_of(&ann.requirements, &ann.publisher.to_string());
     let reserve = m.reserve();
-    let mut offer = Offer { round: 0, count: n, rates: m.ask, calibration: m.calibration.clone() };
+    let mut offer = Offer { round: 0, count: n, rates: m.asking(), calibration: m.calibration.clone() };
     s.send(&Msg::Offer(offer.clone())).await?;
     loop {
         match s.recv_within(STEP).await? {
@@ -226,6 +226,7 @@ async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Se
                             tick = Some(t);
                         }
                         tx.send(&Msg::Ready { contract: ev.contract }).await?;
+                        m.cfg.control.emit(crate::api::Event::Started { contract: ev.contract.to_string(), publisher: t.publisher.address().to_string() });
                     }
                     Err(e) => {
                         let reason = format!("{e:#}");
