@@ -5,7 +5,7 @@
 //! `--budget` that stops a fleet by itself with no overspend on chain.
 mod common;
 
-use common::{bin, dev_keys, devnet, is_root, write_key, Agent, Devnet};
+use common::{bin, devnet_wallet_agents, is_root, Devnet};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
@@ -21,10 +21,6 @@ fn text(b: &[u8]) -> String {
 
 fn json_lines(o: &Output) -> Vec<Value> {
     text(&o.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()
-}
-
-fn balance(net: &Devnet, addr: &str) -> u64 {
-    zennet_net::rpc::call(&net.rpc, "xen_getAccount", serde_json::json!([addr])).unwrap()["balance"].as_u64().unwrap()
 }
 
 fn wait_daemon_gone(state: &Path, within: Duration) -> bool {
@@ -45,11 +41,7 @@ fn a_fleet_is_hired_used_by_tools_pruned_replicated_and_stopped() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let net = devnet(&d.join("chain"));
-    let keys = dev_keys();
-    let wallet = d.join("publisher.key");
-    write_key(&wallet, &keys[1].0);
-    let agents: Vec<Agent> = (0..4).map(|i| Agent::start(d, i, &keys[2 + i].0, &net.rpc, &[])).collect();
+    let (net, wallet, agents) = devnet_wallet_agents(d, 4);
     let home = d.join("home");
     std::fs::create_dir_all(&home).unwrap();
     let state = d.join("pub");

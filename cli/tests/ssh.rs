@@ -3,7 +3,7 @@
 //! rent` holding the tunnels, and `ssh`, `scp`, `sftp` against its ports.
 mod common;
 
-use common::{dev_keys, devnet, is_root, write_key, Agent};
+use common::{devnet_wallet_agents, is_root};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -88,11 +88,8 @@ fn plain_ssh_scp_sftp_and_forwarding_into_a_rented_container() {
     }
     let dir = tempfile::tempdir().unwrap();
     let d = dir.path();
-    let net = devnet(&d.join("chain"));
-    let keys = dev_keys();
-    let wallet = d.join("publisher.key");
-    write_key(&wallet, &keys[1].0);
-    let agent = Agent::start(d, 0, &keys[2].0, &net.rpc, &[]);
+    let (net, wallet, mut agents) = devnet_wallet_agents(d, 1);
+    let agent = agents.remove(0);
     // The user's own key in ~/.ssh is the one the contract carries.
     let home = d.join("home");
     std::fs::create_dir_all(home.join(".ssh")).unwrap();

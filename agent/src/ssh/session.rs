@@ -81,12 +81,7 @@ pub async fn run(channel: Channel<Msg>, engine: Arc<Engine>, container: String) 
             if let Some((_, cols, rows)) = pty {
                 set_winsize(writer.raw(), cols, rows);
             }
-            let mut out_w = wr.make_writer();
-            let mut reader = reader;
-            let out = tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut reader, &mut out_w).await;
-                let _ = out_w.flush().await;
-            });
+            let out = pump(reader, wr.make_writer());
             let code = loop {
                 tokio::select! {
                     code = &mut exited => break code,
@@ -106,16 +101,8 @@ pub async fn run(channel: Channel<Msg>, engine: Arc<Engine>, container: String) 
         ExecIo::Pipes { stdin, stdout, stderr } => {
             let (Ok(stdin), Ok(stdout), Ok(stderr)) = (FdIo::new(stdin), FdIo::new(stdout), FdIo::new(stderr)) else { return kill(pid, libc::SIGKILL) };
             let mut stdin = Some(stdin);
-            let (mut so, mut se) = (stdout, stderr);
-            let (mut wo, mut we) = (wr.make_writer(), wr.make_writer_ext(Some(1)));
-            let out = tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut so, &mut wo).await;
-                let _ = wo.flush().await;
-            });
-            let err = tokio::spawn(async move {
-                let _ = tokio::io::copy(&mut se, &mut we).await;
-                let _ = we.flush().await;
-            });
+            let out = pump(stdout, wr.make_writer());
+            let err = pump(stderr, wr.make_writer_ext(Some(1)));
             let code = loop {
                 tokio::select! {
                     code = &mut exited => break code,
@@ -144,6 +131,14 @@ pub async fn run(channel: Channel<Msg>, engine: Arc<Engine>, container: String) 
             finish(&wr, code).await;
         }
     }
+}
+
+/// Copies a process's output to the channel until it ends.
+fn pump(mut from: FdIo, mut to: impl tokio::io::AsyncWrite + Unpin + Send + 'static) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let _ = tokio::io::copy(&mut from, &mut to).await;
+        let _ = to.flush().await;
+    })
 }
 
 async fn finish(wr: &russh::ChannelWriteHalf<Msg>, code: i32) {

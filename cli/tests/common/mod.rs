@@ -147,3 +147,14 @@ impl Drop for Agent {
     }
 }
 
+
+/// A devnet in `d/chain`, the publisher's wallet (dev key 1) at
+/// `d/publisher.key`, and `n` agents (dev keys 2, 3, ...).
+pub fn devnet_wallet_agents(d: &Path, n: usize) -> (Devnet, PathBuf, Vec<Agent>) {
+    let net = devnet(&d.join("chain"));
+    let keys = dev_keys();
+    let wallet = d.join("publisher.key");
+    write_key(&wallet, &keys[1].0);
+    let agents = (0..n).map(|i| Agent::start(d, i, &keys[2 + i].0, &net.rpc, &[])).collect();
+    (net, wallet, agents)
+}
