@@ -77,11 +77,43 @@ pub fn is_root() -> bool {
 
 /// Removes the (empty) cgroup parents an agent's engine made under `parent`
 /// in every hierarchy, and its zygote's group.
+/// An agent that exits with contracts it could not settle keeps their
+/// containers for adoption on its next start; a test has no next start, so
+/// whatever still runs under the parent is killed and every group removed.
 pub fn remove_cgroup_parent(parent: &str) {
+    fn groups(dir: &Path, out: &mut Vec<PathBuf>) {
+        for e in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+            if e.file_type().is_ok_and(|t| t.is_dir()) {
+                groups(&e.path(), out);
+            }
+        }
+        out.push(dir.to_path_buf());
+    }
+    let mut all = Vec::new();
     for ctl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
         for name in [format!("{parent}.zygote"), parent.to_string()] {
-            let _ = std::fs::remove_dir(ctl.path().join(name));
+            let d = ctl.path().join(name);
+            if d.is_dir() {
+                groups(&d, &mut all);
+            }
         }
+    }
+    for _ in 0..50 {
+        let mut busy = false;
+        for g in &all {
+            for pid in std::fs::read_to_string(g.join("cgroup.procs")).unwrap_or_default().split_whitespace() {
+                busy = true;
+                let _ = Command::new("kill").args(["-9", pid]).status();
+            }
+        }
+        if !busy {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    // Deepest first: `groups` lists children before their parent.
+    for g in &all {
+        let _ = std::fs::remove_dir(g);
     }
 }
 
@@ -91,6 +123,7 @@ pub struct Agent {
     pub address: String,
     pub log: PathBuf,
     pub cgroup_parent: String,
+    pub state: PathBuf,
     /// Kept open: the agent prints a line when it stops.
     _stdout: BufReader<std::process::ChildStdout>,
 }
@@ -124,7 +157,7 @@ impl Agent {
         out.read_line(&mut line).unwrap();
         assert!(line.starts_with("zennet-agent ready") && line.contains("market=on"), "agent {i}: {line:?} {}", std::fs::read_to_string(&log).unwrap_or_default());
         let address = line.trim().rsplit("address=").next().unwrap().to_string();
-        Agent { child, address, log, cgroup_parent, _stdout: out }
+        Agent { child, address, log, cgroup_parent, state, _stdout: out }
     }
 
     pub fn log(&self) -> String {
@@ -144,6 +177,7 @@ impl Drop for Agent {
     fn drop(&mut self) {
         self.stop();
         remove_cgroup_parent(&self.cgroup_parent);
+        unmount_under(&self.state);
     }
 }
 
@@ -157,4 +191,15 @@ pub fn devnet_wallet_agents(d: &Path, n: usize) -> (Devnet, PathBuf, Vec<Agent>)
     write_key(&wallet, &keys[1].0);
     let agents = (0..n).map(|i| Agent::start(d, i, &keys[2 + i].0, &net.rpc, &[])).collect();
     (net, wallet, agents)
+}
+
+/// Unmounts everything mounted below `dir` (deepest first): the disks of
+/// containers an agent kept for adoption (their loop devices clear themselves).
+pub fn unmount_under(dir: &Path) {
+    let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
+    let mut points: Vec<&str> = info.lines().filter_map(|l| l.split(' ').nth(4)).filter(|m| Path::new(m).starts_with(dir)).collect();
+    points.sort_by_key(|m| std::cmp::Reverse(m.len()));
+    for m in points {
+        let _ = Command::new("umount").arg(m).status();
+    }
 }
