@@ -148,7 +148,7 @@ impl Daemon {
                 let r = self.running()?;
                 let n = match worst {
                     Some(f) if (0.0..=1.0).contains(&f) => {
-                        let ready = r.ls_rows().iter().filter(|x| x["state"] == "ready").count();
+                        let (ready, _) = r.job.ready_and_closing();
                         let keep = ready - (ready as f64 * f).floor() as usize;
                         r.job.keep_best(keep)
                     }
@@ -157,7 +157,7 @@ impl Daemon {
                 };
                 // The sessions close marked contracts within half an interval.
                 let deadline = Instant::now() + Duration::from_secs(10);
-                while r.ls_rows().iter().any(|x| x["state"] == "ready" && r.job.snapshot().iter().any(|c| c.host_name() == x["host"].as_str().unwrap_or("") && c.drop_reason.is_some())) && Instant::now() < deadline {
+                while r.job.ready_and_closing().1 > 0 && Instant::now() < deadline {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
                 let _ = tx.send(json!({"event": "dropped", "count": n}));

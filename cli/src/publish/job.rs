@@ -54,6 +54,10 @@ impl PubContract {
     pub(crate) fn new(contract: Contract, channel: ChannelId, host_key: String) -> Self {
         PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now(), opened_at: Instant::now(), drop_reason: None, host_key, port: None }
     }
+    /// Ready, with its local ssh port listening.
+    pub fn reachable(&self) -> bool {
+        self.state == State::Ready && self.port.is_some()
+    }
     /// `zn-1`, `zn-2`, ...: the host name in the ssh config.
     pub fn host_name(&self) -> String {
         format!("zn-{}", self.contract.terms.index + 1)
@@ -192,7 +196,13 @@ impl Job {
         let _ = self.stop.send(true);
     }
     pub(crate) fn reachable(&self) -> usize {
-        self.contracts.lock().unwrap().values().filter(|c| c.state == State::Ready && c.port.is_some()).count()
+        self.contracts.lock().unwrap().values().filter(|c| c.reachable()).count()
+    }
+    /// Ready contracts, and those of them marked to be closed.
+    pub(crate) fn ready_and_closing(&self) -> (usize, usize) {
+        let cs = self.contracts.lock().unwrap();
+        let ready = cs.values().filter(|c| c.state == State::Ready);
+        (ready.clone().count(), ready.filter(|c| c.drop_reason.is_some()).count())
     }
     pub(crate) fn snapshot(&self) -> Vec<PubContract> {
         self.contracts.lock().unwrap().values().cloned().collect()

@@ -184,7 +184,7 @@ pub async fn start(args: RentArgs, key: SecretKey, rpc: &str, records: record::R
         while set.join_next().await.is_some() {}
     });
     let files = ssh::Files::in_dir(&state_dir);
-    let tunnels = tokio::spawn(tunnels(job.clone(), node.clone(), ssh::Files::in_dir(&state_dir), user_key.private.clone()));
+    let tunnels = tokio::spawn(tunnels(job.clone(), node.clone(), files.clone(), user_key.private.clone()));
     Ok(Arc::new(Running { args, job, job_id, _node: node, files, identity: user_key.private, t0, hire_ms: AtomicU64::new(0), tunnels: Mutex::new(Some(tunnels)) }))
 }
 
@@ -196,7 +196,7 @@ impl Running {
             providers: self.job.sessions.load(Ordering::Relaxed),
             offers: self.job.offers.load(Ordering::Relaxed),
             contracts: cs.len() as u32,
-            ready: cs.iter().filter(|c| c.state == State::Ready && c.port.is_some()).count() as u32,
+            ready: cs.iter().filter(|c| c.reachable()).count() as u32,
             elapsed_ms: self.t0.elapsed().as_millis() as u64,
         }
     }
@@ -228,7 +228,7 @@ impl Running {
         self.job
             .snapshot()
             .iter()
-            .filter(|c| c.state == State::Ready && c.port.is_some())
+            .filter(|c| c.reachable())
             .map(|c| {
                 let t = &c.contract.terms;
                 json!({"event": "ready", "job": self.job_id, "index": t.index, "host": c.host_name(), "port": c.port.unwrap_or_default(), "contract": t.id().to_string(), "ssh_config": self.files.config, "identity": self.identity, "known_hosts": self.files.known_hosts, "provider": t.provider.address().to_string(), "channel": c.channel.to_string(), "cpus": t.spec.cpu_millicores as f64 / 1000.0, "memory_mib": t.spec.memory_bytes >> 20, "price_per_hour": hourly_cost(&t.rates, &t.spec).0, "hire_ms": self.hire_ms()})

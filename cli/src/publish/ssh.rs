@@ -65,6 +65,7 @@ pub struct Host {
 }
 
 /// Paths of the files written for OpenSSH and the tools that use it.
+#[derive(Clone)]
 pub struct Files {
     pub config: PathBuf,
     pub known_hosts: PathBuf,
