@@ -208,8 +208,19 @@ fn plain_ssh_scp_sftp_and_forwarding_into_a_rented_container() {
     let mut agent = agent;
     assert!(agent.child.try_wait().unwrap().is_none(), "the agent died:\n{}", agent.log());
 
+    // Sessions are charged to the container: a second of cpu burnt over ssh
+    // shows in the usage the provider reports (the last report is within an interval).
+    let o = ssh(&rent, &[], "i=0; while [ $i -lt 400000 ]; do i=$((i+1)); done; echo burnt");
+    assert_eq!(text(&o.stdout), "burnt\n", "{}", text(&o.stderr));
+    std::thread::sleep(Duration::from_millis(2500));
     let mut rent = rent;
     assert!(rent.stop().success());
+    let mut rest = String::new();
+    rent._stdout.read_to_string(&mut rest).unwrap();
+    let done: Value = rest.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).find(|v| v["event"] == "done").unwrap_or_else(|| panic!("no done line: {rest}"));
+    let usage = &done["contracts"][0]["usage"];
+    let cpu_ns = usage[0].as_u64().unwrap() + usage[1].as_u64().unwrap();
+    assert!(cpu_ns > 500_000_000, "the container's cpu usage is {cpu_ns} ns after the ssh sessions: {done}");
     drop(rent);
 
     // No key in ~/.ssh: the publisher makes its own, and the written config uses it.
