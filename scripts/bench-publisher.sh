@@ -5,11 +5,14 @@
 # `zennet stop`. One line per figure:
 #   publisher ready_s n=<N> <seconds>
 #   publisher parallel_jobs_per_s n=4 <jobs/s>   (200 short jobs through GNU
-#       parallel's sshloginfile; needs perl in the containers' image: "n/a" otherwise)
+#       parallel's sshloginfile on 4 containers of the Debian base, which has
+#       the perl parallel's remote wrapper needs; DEBIAN_BASE names it)
 # Needs root (the agents run real containers). Cleans up every process,
 # cgroup and file it makes.
 set -euo pipefail
 BIN=${BIN:-target/release}
+DEBIAN_BASE=${DEBIAN_BASE:-/var/tmp/zennet-bases/debian}
+[ -x "$DEBIAN_BASE/usr/bin/perl" ] || { echo "bench-publisher: no Debian base at $DEBIAN_BASE (make it with: zennet-agent make-base debian)" >&2; exit 1; }
 AGENTS=5
 work=$(mktemp -d /tmp/zennet-bench-publisher.XXXXXX)
 chmod 755 "$work"
@@ -34,9 +37,11 @@ rpc="http://$(grep -o 'http://[^ ]*' "$work/chain.out" | head -1 | sed 's|http:/
 mapfile -t keys < <("$BIN/xencoind" dev-keys | awk 'NR > 1 { print $2 }')
 (umask 077; echo "${keys[1]}" >"$work/publisher.key")
 for i in $(seq 0 $((AGENTS - 1))); do
-  mkdir -p "$work/agent$i"
+  mkdir -p "$work/agent$i" "$work/bases$i"
+  ln -s "$DEBIAN_BASE" "$work/bases$i/debian"
   (umask 077; echo "${keys[$((i + 2))]}" >"$work/agent$i/identity.key")
   "$BIN/zennet-agent" run --state-dir "$work/agent$i" --no-network --max-memory-mib 640 \
+    --bases-dir "$work/bases$i" \
     --cgroup-parent "zennet-bp$$-$i" --rpc "$rpc" >"$work/agent$i.out" 2>"$work/agent$i.err" &
   agent_pids+=($!)
 done
@@ -66,12 +71,9 @@ for n in 1 10 50; do
   for _ in $(seq 100); do [ -S "$work/pub/zennet.sock" ] || break; sleep 0.1; done
 done
 
-z -n 4 -m 64M --cpus 0.5 --disk 8M >/dev/null 2>"$work/rent.err"
-if ssh -F "$work/pub/ssh_config" -o BatchMode=yes zn-1 'command -v perl' >/dev/null 2>&1; then
-  a=$(date +%s%N)
-  seq 200 | parallel --will-cite --sshloginfile "$work/pub/hosts.parallel" 'echo {}' >/dev/null
-  b=$(date +%s%N)
-  echo "publisher parallel_jobs_per_s n=4 $(awk -v ns=$((b - a)) 'BEGIN { printf "%.1f", 200 / (ns / 1e9) }')"
-else
-  echo "publisher parallel_jobs_per_s n=4 n/a (the containers' image has no perl for parallel's remote wrapper)"
-fi
+z -n 4 -m 64M --cpus 0.5 --disk 8M --image debian >/dev/null 2>"$work/rent.err" || { echo "bench-publisher: -n 4 --image debian failed" >&2; cat "$work/rent.err" >&2; exit 1; }
+a=$(date +%s%N)
+seq 200 | parallel --will-cite --sshloginfile "$work/pub/hosts.parallel" 'echo {}' >"$work/parallel.out"
+b=$(date +%s%N)
+[ "$(wc -l <"$work/parallel.out")" -eq 200 ] || { echo "bench-publisher: parallel returned $(wc -l <"$work/parallel.out") of 200 outputs" >&2; exit 1; }
+echo "publisher parallel_jobs_per_s n=4 $(awk -v ns=$((b - a)) 'BEGIN { printf "%.1f", 200 / (ns / 1e9) }')"

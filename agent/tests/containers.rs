@@ -30,6 +30,11 @@ fn lifecycle_exec_exit_codes_freeze_delete() {
     // stdin reaches the process
     let o = e.exec_output("c1", &["/bin/cat"], b"piped", Duration::from_secs(10)).unwrap();
     assert_eq!(o.stdout, b"piped");
+    // An exec'd command starts with no signal blocked or ignored (the
+    // zygote blocks SIGCHLD and SIGPIPE for its own signalfd), so it sees
+    // its children exit: busybox grep reads its own status.
+    let o = e.exec_output("c1", &["/bin/grep", "-E", "^Sig(Blk|Ign)", "/proc/self/status"], b"", Duration::from_secs(10)).unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "SigBlk:\t0000000000000000\nSigIgn:\t0000000000000000\n");
     // Freeze stops progress; thaw resumes it.
     let h = e.exec(ExecRequest { id: "c1".into(), args: vec!["/bin/sh".into(), "-c".into(), "i=0; while :; do i=$((i+1)); echo $i > /tmp/n; done".into()], ..Default::default() }).unwrap();
     std::thread::sleep(Duration::from_millis(300));

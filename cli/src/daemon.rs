@@ -63,7 +63,8 @@ struct Daemon {
 }
 
 /// `zennet daemon`: serves the control socket until the fleet is stopped
-/// (or, without a fleet, for a minute after the last request).
+/// (or, without a fleet, for a minute after the last request;
+/// `ZENNET_DAEMON_IDLE_SECS` changes the minute).
 pub fn serve(key_path: &Path, rpc: &str, state_dir: &Path) -> anyhow::Result<()> {
     tokio::runtime::Builder::new_multi_thread().enable_all().build()?.block_on(async {
         std::fs::create_dir_all(state_dir).with_context(|| format!("create {}", state_dir.display()))?;
@@ -77,12 +78,14 @@ pub fn serve(key_path: &Path, rpc: &str, state_dir: &Path) -> anyhow::Result<()>
         let (exit, mut exit_rx) = watch::channel(false);
         let d = Arc::new(Daemon { fleet: Mutex::new(None), rpc: rpc.to_string(), key_path: key_path.to_path_buf(), state_dir: state_dir.to_path_buf(), exit });
         eprintln!("zennet daemon: listening on {}", path.display());
-        let mut idle = Box::pin(tokio::time::sleep(Duration::from_secs(60)));
+        // How long the daemon lingers without a fleet (tests shorten it).
+        let idle_for = Duration::from_secs(std::env::var("ZENNET_DAEMON_IDLE_SECS").ok().and_then(|v| v.parse().ok()).unwrap_or(60));
+        let mut idle = Box::pin(tokio::time::sleep(idle_for));
         loop {
             tokio::select! {
                 c = listener.accept() => {
                     let Ok((conn, _)) = c else { continue };
-                    idle.as_mut().reset(tokio::time::Instant::now() + Duration::from_secs(60));
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
                     let d = d.clone();
                     tokio::spawn(async move {
                         if let Err(e) = d.connection(conn).await {
@@ -91,7 +94,15 @@ pub fn serve(key_path: &Path, rpc: &str, state_dir: &Path) -> anyhow::Result<()>
                     });
                 }
                 _ = exit_rx.changed() => break,
-                _ = &mut idle, if d.fleet.lock().unwrap().is_none() => break,
+                // Whether a fleet runs is asked when the timer fires: a
+                // `select!` precondition is only read on entry, before a
+                // connection that arrived meanwhile hired one.
+                _ = &mut idle => {
+                    if d.fleet.lock().unwrap().is_none() {
+                        break;
+                    }
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_for);
+                }
             }
         }
         let _ = std::fs::remove_file(&path);

@@ -176,10 +176,11 @@ fn replicate(dir: &Path, replicas: usize, cmd: &[String], json_out: bool) -> any
     }
     let all = rows(dir, Request::Ls)?;
     let mut seen = std::collections::HashSet::new();
-    let hosts: Vec<String> = all
+    // (host, provider) of the first ready container of each provider.
+    let hosts: Vec<(String, String)> = all
         .iter()
         .filter(|r| r["state"] == "ready" && seen.insert(r["provider"].as_str().unwrap_or("").to_string()))
-        .filter_map(|r| r["host"].as_str().map(String::from))
+        .filter_map(|r| Some((r["host"].as_str()?.to_string(), r["provider"].as_str().unwrap_or("").to_string())))
         .take(replicas)
         .collect();
     if hosts.len() < replicas {
@@ -187,21 +188,22 @@ fn replicate(dir: &Path, replicas: usize, cmd: &[String], json_out: bool) -> any
     }
     let config = Files::in_dir(dir).config;
     let line = cmd.join(" ");
-    let kids: Vec<(String, std::process::Child)> = hosts
+    let kids: Vec<(&(String, String), std::process::Child)> = hosts
         .iter()
-        .map(|h| {
+        .map(|hp| {
+            let h = &hp.0;
             let c = std::process::Command::new("ssh").arg("-F").arg(&config).args(["-o", "BatchMode=yes", h, &line]).stdout(std::process::Stdio::piped()).spawn().with_context(|| format!("run ssh for {h}"));
-            c.map(|c| (h.clone(), c))
+            c.map(|c| (hp, c))
         })
         .collect::<anyhow::Result<_>>()?;
     let mut groups: BTreeMap<String, Vec<String>> = BTreeMap::new();
     let mut results = Vec::new();
-    for (h, k) in kids {
+    for ((h, provider), k) in kids {
         let o = k.wait_with_output()?;
         let hash = hex::encode(zennet_protocol::keys::sha256(&o.stdout));
         let key = format!("{hash}:{}", o.status.code().unwrap_or(-1));
         groups.entry(key).or_default().push(h.clone());
-        results.push(json!({"host": h, "exit": o.status.code(), "sha256": hash}));
+        results.push(json!({"host": h, "provider": provider, "exit": o.status.code(), "sha256": hash}));
     }
     let agree = groups.len() == 1;
     if json_out {

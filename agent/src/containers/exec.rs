@@ -15,6 +15,7 @@
 use libcontainer::syscall::linux::LinuxSyscall;
 use nix::sched::{setns, CloneFlags};
 use nix::sys::socket::{socketpair, AddressFamily, SockFlag, SockType};
+use nix::sys::signal::SigSet;
 use nix::unistd::{fork, ForkResult, Gid, Uid};
 use oci_spec::runtime::{LinuxCapabilities, LinuxSeccomp};
 use serde::{Deserialize, Serialize};
@@ -152,6 +153,7 @@ fn final_process(plan: &ExecPlan, argv: &[CString], envp: &[CString], path_var: 
     if let Err(e) = nix::unistd::setsid() {
         return format!("setsid: {e}");
     }
+    reset_signals();
     match stdio {
         Some((i, o, e)) => {
             for (from, to) in [(i, 0), (o, 1), (e, 2)] {
@@ -229,6 +231,31 @@ fn final_process(plan: &ExecPlan, argv: &[CString], envp: &[CString], path_var: 
     eprintln!("zennet exec: {prog}: not found");
     // SAFETY: leaving without running destructors.
     unsafe { libc::_exit(127) }
+}
+
+/// Gives the command the signal state a fresh process has: nothing blocked,
+/// every disposition default. The mask and ignored signals survive `execve`,
+/// and the zygote blocks SIGCHLD and SIGPIPE (its signalfd) while the agent's
+/// runtime ignores SIGPIPE: left so, a command never sees its children exit
+/// (GNU parallel's remote wrapper waits for SIGCHLD forever) nor dies of a
+/// closed pipe.
+fn reset_signals() {
+    // Every number the kernel knows, the two glibc keeps for itself (32, 33:
+    // its `signal` refuses them) and the real-time ones included; SIGKILL and
+    // SIGSTOP just refuse. The kernel's own sigaction layout, all zero: SIG_DFL.
+    #[repr(C)]
+    struct KernelSigaction {
+        handler: usize,
+        flags: u64,
+        restorer: usize,
+        mask: u64,
+    }
+    let dfl = KernelSigaction { handler: 0, flags: 0, restorer: 0, mask: 0 };
+    for sig in 1..=64 {
+        // SAFETY: installs SIG_DFL from a struct that outlives the call; this process execs next.
+        unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8usize) };
+    }
+    let _ = SigSet::empty().thread_set_mask();
 }
 
 /// Opens a pty pair from the container's devpts (mount namespace already joined).

@@ -123,12 +123,20 @@ fn install_base(dest: &Path, build: impl FnOnce(&Path) -> Result<(), RootfsError
     fs::rename(&tmp, dest).map_err(io_err("rename", dest))
 }
 
-/// Builds a Debian minbase base at `dest` with debootstrap (needs Debian's
-/// package archive), owned by the container's root.
+/// What the Debian base carries beyond minbase: python3, which Ansible's
+/// modules need on every managed host (perl, for GNU parallel's remote side,
+/// is already there as the essential perl-base).
+pub const DEBIAN_BASE_EXTRA: &str = "python3";
+
+/// Builds a Debian minbase base (plus [`DEBIAN_BASE_EXTRA`]) at `dest` with
+/// debootstrap (needs Debian's package archive), owned by the container's root.
 pub fn make_debian_base(dest: &Path, suite: &str, mirror: Option<&str>) -> Result<(), RootfsError> {
     install_base(dest, |tmp| {
         let mut cmd = Command::new("debootstrap");
-        cmd.args(["--variant=minbase", "--no-check-gpg"]).arg(suite).arg(tmp);
+        cmd.args(["--variant=minbase", "--no-check-gpg"])
+            .arg(format!("--include={DEBIAN_BASE_EXTRA}"))
+            .arg(suite)
+            .arg(tmp);
         if let Some(m) = mirror {
             cmd.arg(m);
         }

@@ -48,11 +48,15 @@ pub struct PubContract {
     pub host_key: String,
     /// The local port tunnelled to the container's SSH server, once listening.
     pub port: Option<u16>,
+    /// The `ChannelOpen` tx carrying the deposit, and whether a block holds it
+    /// (for the progress line; the provider checks the channel itself).
+    pub open_tx: Hash32,
+    pub deposit_in_block: bool,
 }
 
 impl PubContract {
-    pub(crate) fn new(contract: Contract, channel: ChannelId, host_key: String) -> Self {
-        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now(), opened_at: Instant::now(), drop_reason: None, host_key, port: None }
+    pub(crate) fn new(contract: Contract, channel: ChannelId, open_tx: Hash32, host_key: String) -> Self {
+        PubContract { contract, channel, state: State::Opening, reason: None, last_report: None, voucher: None, acked: 0, acked_amount: Amount::ZERO, last_seen: Instant::now(), opened_at: Instant::now(), drop_reason: None, host_key, port: None, open_tx, deposit_in_block: false }
     }
     /// Ready, with its local ssh port listening.
     pub fn reachable(&self) -> bool {

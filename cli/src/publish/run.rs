@@ -44,6 +44,8 @@ pub struct Progress {
     pub providers: u32,
     pub offers: u32,
     pub contracts: u32,
+    /// Contracts whose deposit (`ChannelOpen`) a block holds.
+    pub deposits: u32,
     pub ready: u32,
     pub elapsed_ms: u64,
 }
@@ -54,17 +56,33 @@ impl Progress {
         let w = 20usize;
         let filled = (self.ready as usize * w).checked_div(self.want as usize).unwrap_or(0).min(w);
         format!(
-            "[{}{}] announced, {} providers, {} offers, {} contracts, {}/{} ready ({:.1} s)",
+            "[{}{}] announced, {} providers, {} offers, {} contracts, {} deposits in block, {}/{} ready ({:.1} s)",
             "#".repeat(filled),
             "-".repeat(w - filled),
             self.providers,
             self.offers,
             self.contracts,
+            self.deposits,
             self.ready,
             self.want,
             self.elapsed_ms as f64 / 1000.0
         )
     }
+}
+
+/// Marks the contracts whose `ChannelOpen` a block now holds (one receipt
+/// query per contract still opening), then waits a little: the progress
+/// line's "deposits in block" while hiring.
+async fn mark_deposits_in_block(job: Arc<Job>) {
+    let pending: Vec<(Hash32, Hash32)> = job.snapshot().iter().filter(|c| c.state == State::Opening && !c.deposit_in_block).map(|c| (c.contract.terms.id(), c.open_tx)).collect();
+    if !pending.is_empty() {
+        let chain = job.chain.clone();
+        let included = tokio::task::spawn_blocking(move || pending.into_iter().filter(|(_, tx)| matches!(chain.included_at(tx), Ok(Some(_)))).map(|(id, _)| id).collect::<Vec<_>>()).await.unwrap_or_default();
+        for id in included {
+            job.update(&id, |c| c.deposit_in_block = true);
+        }
+    }
+    tokio::time::sleep(Duration::from_millis(250)).await;
 }
 
 /// Checks, announces, and starts taking providers' sessions.
@@ -196,6 +214,7 @@ impl Running {
             providers: self.job.sessions.load(Ordering::Relaxed),
             offers: self.job.offers.load(Ordering::Relaxed),
             contracts: cs.len() as u32,
+            deposits: cs.iter().filter(|c| c.deposit_in_block || c.state == State::Ready).count() as u32,
             ready: cs.iter().filter(|c| c.reachable()).count() as u32,
             elapsed_ms: self.t0.elapsed().as_millis() as u64,
         }
@@ -207,10 +226,14 @@ impl Running {
         let deadline = self.t0 + Duration::from_secs(self.args.timeout);
         let mut last: Option<Progress> = None;
         let mut stop = self.job.stop.subscribe();
+        let mut deposits: Option<tokio::task::JoinHandle<()>> = None;
         while self.job.reachable() < self.args.count as usize && Instant::now() < deadline && !*stop.borrow_and_update() {
             tokio::time::sleep(Duration::from_millis(20)).await;
+            if deposits.as_ref().is_none_or(|d| d.is_finished()) {
+                deposits = Some(tokio::spawn(mark_deposits_in_block(self.job.clone())));
+            }
             let p = self.progress();
-            if last.map(|l| (l.providers, l.offers, l.contracts, l.ready)) != Some((p.providers, p.offers, p.contracts, p.ready)) || p.elapsed_ms / 1000 != last.map_or(0, |l| l.elapsed_ms / 1000) {
+            if last.map(|l| (l.providers, l.offers, l.contracts, l.deposits, l.ready)) != Some((p.providers, p.offers, p.contracts, p.deposits, p.ready)) || p.elapsed_ms / 1000 != last.map_or(0, |l| l.elapsed_ms / 1000) {
                 on(&p);
                 last = Some(p);
             }

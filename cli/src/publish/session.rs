@@ -134,7 +134,7 @@ async fn run_contracts(job: &Arc<Job>, s: &mut Session, mut proposed: Vec<Terms>
                     let fee = job.fee;
                     let (tx, nonce) = tokio::task::spawn_blocking(move || chain.submit(&key, fee, body)).await?.context("submit ChannelOpen")?;
                     let channel = Hash32::channel_id(&job.key.address(), nonce);
-                    job.add(PubContract::new(contract, channel, host_key));
+                    job.add(PubContract::new(contract, channel, tx, host_key));
                     s.send(&Msg::ChannelOpened { contract: id, channel, tx }).await?;
                 }
                 Msg::Ready { contract } => job.update(&contract, |c| {
