@@ -1,15 +1,18 @@
 # zennet-os appliance image (image/, qemu/, kernel-config/, buildroot/, tests/image/).
 #   make image            offline image from Debian parts -> out/zennet-os.{img,img.xz,qcow2,vmdk,ova}
 #   make test-image       boots each output under QEMU (TCG), OVF and kernel-config checks
+#   make test-e2e         devnet here, the appliance under QEMU selling on it, a publisher
+#                         hiring from it: ssh, memory.max, the provider paid on chain
 #   make bench-image      sizes and boot-to-ready time (median of 3)
 #   make buildroot-image BR=<buildroot-2026.05.1>   the canonical build (needs the internet)
 # QEMU comes from one suite (bookworm) as a family: the newer preinstalled qemu-utils conflicts.
 IMAGE_APT := qemu-utils/bookworm qemu-system-x86/bookworm qemu-system-common/bookworm \
   qemu-system-data/bookworm seabios ipxe-qemu ovmf mtools dosfstools fdisk syslinux \
   syslinux-common isolinux systemd-boot-efi shellcheck libxml2-utils busybox-static xz-utils \
-  zstd cpio kmod e2fsprogs iproute2 stress-ng nftables dbus-daemon libseccomp-dev python3 file binutils
+  zstd cpio kmod e2fsprogs iproute2 stress-ng nftables dbus-daemon libseccomp-dev python3 file binutils \
+  openssh-client jq
 APT_PACKAGES += $(IMAGE_APT)
-TEST_TARGETS += test-image test-buildroot
+TEST_TARGETS += test-image test-buildroot test-e2e
 BENCH_TARGETS += bench-image
 
 STATIC_TARGET_DIR := target/static
@@ -17,7 +20,7 @@ STATIC_AGENT := $(STATIC_TARGET_DIR)/x86_64-unknown-linux-gnu/release/zennet-age
 SECCOMP_LIB_DIR ?= /usr/lib/x86_64-linux-gnu
 IMAGE_INPUTS := $(shell find image kernel-config buildroot/board/zennet/rootfs-overlay -type f ! -name '*.md' 2>/dev/null)
 
-.PHONY: image image-deps image-agent test-image test-buildroot bench-image buildroot-image
+.PHONY: image image-deps image-agent test-image test-e2e test-buildroot bench-image buildroot-image
 
 # A second pass: installing qemu-system-x86/bookworm removes the newer qemu-utils first.
 image-deps: deps
@@ -36,6 +39,10 @@ $(OUT)/zennet-os.ova: $(STATIC_AGENT) $(IMAGE_INPUTS)
 
 test-image: image
 	tests/image/test-image.sh
+
+# The binaries (xencoind, zennet) and the image: after `build` and `image`.
+test-e2e: build image
+	tests/image/e2e.sh
 
 test-buildroot: image-deps
 	tests/image/check-buildroot.sh

@@ -59,6 +59,13 @@ pub struct RentArgs {
     /// libp2p listen address providers dial.
     #[arg(long, default_value = "/ip4/127.0.0.1/tcp/0")]
     pub listen: String,
+    /// Address announced for providers to dial, when they reach this
+    /// machine at another address than it listens on (a NAT or port
+    /// forward; a QEMU guest reaches the host at `/ip4/10.0.2.2/tcp/0`).
+    /// Port 0 means the port `--listen` got. Default: the listen address.
+    #[arg(long, value_name = "MULTIADDR")]
+    #[serde(default)]
+    pub external_addr: Option<String>,
     /// Fee per transaction, base units (the dev network's minimum is 1000).
     #[arg(long, default_value_t = 1000)]
     pub fee: u64,

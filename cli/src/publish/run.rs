@@ -141,7 +141,11 @@ pub async fn start(args: RentArgs, key: SecretKey, rpc: &str, records: record::R
     }
 
     let node = Arc::new(Node::start(&key, Some(args.listen.parse().with_context(|| format!("--listen {:?}", args.listen))?)).await?);
-    let endpoint = node.listen_addrs().await.into_iter().next().context("the libp2p node has no listen address")?;
+    let listening = node.listen_addrs().await.into_iter().next().context("the libp2p node has no listen address")?;
+    let endpoint = match &args.external_addr {
+        Some(a) => external_endpoint(a, &listening)?,
+        None => listening,
+    };
     let mut incoming = node.incoming()?;
     let job_id = hex::encode(&Hash32::random().0[..8]);
     let requirements = Requirements { count: args.count, memory_bytes: spec.memory_bytes, cpu_millicores: spec.cpu_millicores, disk_bytes: spec.disk_bytes, image: spec.base.clone() };
@@ -396,6 +400,42 @@ impl Running {
             }
         }
         n
+    }
+}
+
+/// The endpoint announced for `--external-addr`: that address, its port 0
+/// replaced by the port `listening` got, with `listening`'s peer id.
+fn external_endpoint(external: &str, listening: &zennet_net::Multiaddr) -> anyhow::Result<zennet_net::Multiaddr> {
+    let ext: zennet_net::Multiaddr = external.parse().with_context(|| format!("--external-addr {external:?}"))?;
+    let (ext, listening) = (ext.to_string(), listening.to_string());
+    if ext.contains("/p2p/") {
+        bail!("--external-addr {external:?}: leave out /p2p (it is this key's peer id)");
+    }
+    // Canonical text form: /ip4/A/tcp/P/p2p/ID.
+    let after = |s: &str, proto: &str| s.split('/').skip_while(|p| *p != proto).nth(1).map(str::to_string);
+    let port = after(&listening, "tcp").context("the listen address has no tcp port")?;
+    let mut out = match ext.strip_suffix("/tcp/0") {
+        Some(head) => format!("{head}/tcp/{port}"),
+        None => ext,
+    };
+    if let Some(id) = after(&listening, "p2p") {
+        out.push_str(&format!("/p2p/{id}"));
+    }
+    out.parse().with_context(|| format!("--external-addr {external:?} became {out:?}"))
+}
+
+#[cfg(test)]
+mod external_tests {
+    use super::external_endpoint;
+
+    #[test]
+    fn port_zero_takes_the_listen_port_and_the_peer_id_is_kept() {
+        let id = zennet_net::session::peer_id_of(&zennet_protocol::keys::SecretKey::generate().unwrap().public()).to_string();
+        let listening = format!("/ip4/127.0.0.1/tcp/40123/p2p/{id}").parse().unwrap();
+        assert_eq!(external_endpoint("/ip4/10.0.2.2/tcp/0", &listening).unwrap().to_string(), format!("/ip4/10.0.2.2/tcp/40123/p2p/{id}"));
+        assert_eq!(external_endpoint("/ip4/192.0.2.7/tcp/9000", &listening).unwrap().to_string(), format!("/ip4/192.0.2.7/tcp/9000/p2p/{id}"));
+        assert!(external_endpoint(&format!("/ip4/10.0.2.2/tcp/1/p2p/{id}"), &listening).is_err());
+        assert!(external_endpoint("10.0.2.2:80", &listening).is_err());
     }
 }
 
