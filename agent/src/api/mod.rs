@@ -9,10 +9,12 @@
 //!   `org.zennet.Agent1` (`agent/dbus/org.zennet.Agent1.xml`), served
 //!   peer-to-peer on a private unix socket or on the system bus; mutating
 //!   methods only for root and the `zennet` group.
-//! - [`client`]: `zennet-agent status|pause|resume|drain|set-price|set-limits|contracts`.
+//! - [`client`]: `zennet-agent status|pause|resume|drain|set-price|set-limits|recalibrate|contracts`.
+//! - [`console`]: `zennet-agent console`, the appliance's console status screen.
 //! - [`metrics`]: the Prometheus text endpoint.
 
 pub mod client;
+pub mod console;
 pub mod dbus;
 pub mod metrics;
 
