@@ -55,7 +55,7 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Calibrate at the next start (refused while contracts run).
+    /// Calibrate now, in the background (refused while contracts are open).
     Recalibrate(Target),
     /// Every contract record.
     Contracts(Target),
