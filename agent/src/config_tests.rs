@@ -27,7 +27,7 @@ fn bad_values_name_the_key_value_and_reason() {
     assert!(e.to_string().contains("market.price_per_second") && e.to_string().contains("at least 1"), "{e}");
     assert_eq!(invalid_key(Config::parse("[agent]\nlog_level = \"loud\"\n", "f", &[]).unwrap_err()), "agent.log_level");
     assert_eq!(invalid_key(Config::parse("[metrics]\nlisten = \"nowhere\"\n", "f", &[]).unwrap_err()), "metrics.listen");
-    assert_eq!(invalid_key(Config::parse("[market]\ninterval_ms = 10\n", "f", &[]).unwrap_err()), "market.interval_ms");
+    assert_eq!(invalid_key(Config::parse("[market]\nmin_interval_ms = 10\n", "f", &[]).unwrap_err()), "market.min_interval_ms");
     let e = Config::parse("[market]\nprice_per_secnd = 5\n", "f", &[]).unwrap_err();
     assert!(e.to_string().contains("price_per_secnd"), "{e}");
     let e = Config::parse("[market]\nmax_contracts = \"many\"\n", "f", &[]).unwrap_err();
