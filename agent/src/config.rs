@@ -22,6 +22,10 @@ pub struct Config {
     pub limits: Limits,
     pub calibration: Calibration,
     pub metrics: Metrics,
+    /// `[os]`: the appliance's own settings (host name; read by its rcS), not the agent's.
+    pub os: toml::Table,
+    /// `[network]`: the appliance's DHCP interface (read by its rcS), not the agent's.
+    pub network: toml::Table,
 }
 
 /// `[agent]`
@@ -32,11 +36,13 @@ pub struct Agent {
     pub log_level: String,
     pub log_file: String,
     pub log_max_bytes: u64,
+    /// Extra arguments the appliance's launcher (zennet-agent-run) adds to `run`; `run` itself ignores it.
+    pub extra_args: String,
 }
 
 impl Default for Agent {
     fn default() -> Self {
-        Agent { state_dir: "/var/lib/zennet".into(), log_level: "info".into(), log_file: String::new(), log_max_bytes: 16 << 20 }
+        Agent { state_dir: "/var/lib/zennet".into(), log_level: "info".into(), log_file: String::new(), log_max_bytes: 16 << 20, extra_args: String::new() }
     }
 }
 

@@ -22,6 +22,15 @@ fn the_documented_file_is_the_default_and_covers_every_key() {
 }
 
 #[test]
+fn the_appliance_file_is_valid_for_the_agent() {
+    let f = include_str!("../../buildroot/board/zennet/rootfs-overlay/etc/zennet/zennet.toml");
+    let c = Config::parse(f, "rootfs-overlay/etc/zennet/zennet.toml", &[]).unwrap();
+    assert_eq!(c.os.get("hostname").and_then(|v| v.as_str()), Some("zennet"));
+    assert_eq!((c.agent.log_level.as_str(), c.chain.rpc.as_str(), c.calibration.max_age_hours), ("warn", "", 0), "quiet until configured");
+    assert_eq!((c.market, c.limits), (Market::default(), Limits::default()));
+}
+
+#[test]
 fn bad_values_name_the_key_value_and_reason() {
     let e = Config::parse("[market]\nprice_per_second = 0\n", "f", &[]).unwrap_err();
     assert!(e.to_string().contains("market.price_per_second") && e.to_string().contains("at least 1"), "{e}");
