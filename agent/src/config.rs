@@ -217,11 +217,14 @@ fn key_at(text: &str, offset: usize) -> Option<(String, String)> {
 
 /// `zennet.<section>.<key>=<value>` options of a kernel command line. Values
 /// are TOML (`true`, `42`, `"text"`); a bare word is taken as a string.
+/// Options without a section (`zennet.data=none`) belong to the OS's boot
+/// script and are skipped.
 pub fn cmdline_overrides(cmdline: &str) -> Vec<(String, toml::Value)> {
     cmdline
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("zennet."))
         .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| k.contains('.'))
         .map(|(k, v)| {
             let value = format!("v = {v}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(v.to_string()));
             (k.to_string(), value)

@@ -47,8 +47,8 @@ fn bad_values_name_the_key_value_and_reason() {
 
 #[test]
 fn kernel_command_line_overrides_the_file() {
-    let o = cmdline_overrides("quiet console=ttyS0 zennet.market.price_per_second=2500 zennet.market.accept_work=false zennet.chain.rpc=http://10.0.2.2:8645");
-    assert_eq!(o.len(), 3);
+    let o = cmdline_overrides("quiet console=ttyS0 zennet.data=none zennet.market.price_per_second=2500 zennet.market.accept_work=false zennet.chain.rpc=http://10.0.2.2:8645 zennet.os.hostname=zn");
+    assert_eq!(o.len(), 4, "zennet.data is the OS's: {o:?}");
     let c = Config::parse("[market]\nprice_per_second = 7\n", "f", &o).unwrap();
     assert_eq!(c.market.price_per_second, 2500);
     assert!(!c.market.accept_work);
