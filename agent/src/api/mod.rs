@@ -26,7 +26,7 @@ pub mod recalibrate;
 
 use crate::store::{ContractState, ControlSettings, SellLimits, Store};
 use serde_json::json;
-use std::sync::atomic::{AtomicBool, AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use zennet_protocol::spec::Capacity;
@@ -42,7 +42,7 @@ pub enum ApiError {
     #[error("{what} = {value}: {reason}")]
     Invalid { what: &'static str, value: String, reason: String },
     /// Recalibration while contracts are open.
-    #[error("Recalibrate is refused while contracts are open ({active} signed or active): Drain first, then Recalibrate")]
+    #[error("Recalibrate is refused while contracts are open ({active} signed, active or being negotiated): Drain first, then Recalibrate")]
     Busy { active: u32 },
     /// A run-time calibration could not start or failed.
     #[error("calibration: {0}")]
@@ -120,6 +120,8 @@ pub struct Control {
     recalibration: Option<recalibrate::Recalibration>,
     /// A run-time calibration is running.
     calibrating: AtomicBool,
+    /// Containers the market holds for sessions (negotiating or running).
+    reserved: AtomicU32,
     /// The calibration new offers use (none: uncalibrated default rates).
     in_force: Mutex<Option<recalibrate::InForce>>,
 }
@@ -142,7 +144,7 @@ impl Control {
     /// saved in `store`: a saved Pause or Drain starts paused).
     pub fn new(store: Option<Arc<Store>>, capacity: Capacity, address: String, settings: ControlSettings) -> Control {
         let state = if settings.paused { RunState::Paused } else { RunState::Accepting };
-        Control { state: AtomicU8::new(state as u8), settings: Mutex::new(settings), events: broadcast::channel(EVENT_QUEUE).0, store, capacity, address, base_price: 1_000, recalibration: None, calibrating: AtomicBool::new(false), in_force: Mutex::new(None) }
+        Control { state: AtomicU8::new(state as u8), settings: Mutex::new(settings), events: broadcast::channel(EVENT_QUEUE).0, store, capacity, address, base_price: 1_000, recalibration: None, calibrating: AtomicBool::new(false), reserved: AtomicU32::new(0), in_force: Mutex::new(None) }
     }
 
     /// Control loaded from the store's saved settings and latest calibration.
@@ -202,7 +204,24 @@ impl Control {
 
     /// A run-time calibration is running.
     pub fn calibrating(&self) -> bool {
-        self.calibrating.load(Ordering::Acquire)
+        self.calibrating.load(Ordering::SeqCst)
+    }
+
+    /// The market holds `n` more containers for a session. Then it checks
+    /// [`Control::declines`] again: with Recalibrate's own order (flag
+    /// first, then this count; both SeqCst) one of the two always sees the other.
+    pub fn reserve(&self, n: u32) {
+        self.reserved.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// The market released `n` containers.
+    pub fn unreserve(&self, n: u32) {
+        let _ = self.reserved.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| Some(r.saturating_sub(n)));
+    }
+
+    /// Containers held for sessions now.
+    pub fn reserved(&self) -> u32 {
+        self.reserved.load(Ordering::SeqCst)
     }
 
     /// The calibration new offers use, if the machine is calibrated.

@@ -7,7 +7,7 @@
 //! offers; until then the market declines new announcements (benchmarks
 //! and containers would steal each other's cpu) and `State` is
 //! `calibrating`. Refused, not deferred, while any contract is open
-//! (signed or active): Drain first, then Recalibrate.
+//! (signed or active) or being negotiated: Drain first, then Recalibrate.
 
 use super::{ApiError, Control};
 use crate::calibrate::CalibrationRecord;
@@ -76,11 +76,11 @@ pub fn start(ctl: &Arc<Control>) -> Result<String, ApiError> {
     let Some(how) = ctl.recalibration.clone() else {
         return Err(ApiError::Calibration("this agent was started without a calibration command".into()));
     };
-    if ctl.calibrating.swap(true, Ordering::AcqRel) {
+    if ctl.calibrating.swap(true, Ordering::SeqCst) {
         return Err(ApiError::Calibration("a calibration is already running".into()));
     }
     let open = match ctl.open_contracts() {
-        Ok(n) => n,
+        Ok(n) => n.max(ctl.reserved()),
         Err(e) => {
             ctl.calibrating.store(false, Ordering::Release);
             return Err(e);

@@ -149,6 +149,7 @@ impl Market {
             .min(r.count as u64)
             .min(self.cfg.max_contracts.saturating_sub(u.containers) as u64) as u32;
         u.containers += n;
+        self.cfg.control.reserve(n);
         u.memory_bytes += r.memory_bytes * n as u64;
         u.cpu_millicores += r.cpu_millicores as u64 * n as u64;
         u.disk_bytes += r.disk_bytes * n as u64;
@@ -159,6 +160,7 @@ impl Market {
         let r = &ann.requirements;
         let mut u = self.used.lock().unwrap();
         u.containers = u.containers.saturating_sub(n);
+        self.cfg.control.unreserve(n);
         u.memory_bytes = u.memory_bytes.saturating_sub(r.memory_bytes * n as u64);
         u.cpu_millicores = u.cpu_millicores.saturating_sub(r.cpu_millicores as u64 * n as u64);
         u.disk_bytes = u.disk_bytes.saturating_sub(r.disk_bytes * n as u64);
@@ -233,6 +235,12 @@ impl Market {
         let n = self.take(&ann);
         if n == 0 {
             tracing::info!("announcement {} does not fit the free capacity", ann.id);
+            return;
+        }
+        // A Recalibrate that started meanwhile wins (see Control::reserve).
+        if let Some(why) = self.cfg.control.declines() {
+            self.release(&ann, n);
+            tracing::info!("declining announcement {}: {why}", ann.id);
             return;
         }
         tokio::spawn(async move {
