@@ -10,6 +10,7 @@ use zennet_protocol::spec::Capacity;
 mod bench;
 mod bench_control;
 mod calibrate;
+mod layers;
 pub use bench::{bench_containers, BenchArgs};
 pub use bench_control::{bench_control, BenchControlArgs};
 pub use calibrate::{bench_calibration, calibrate, BenchCalibrationArgs, CalibrateArgs};
@@ -26,34 +27,56 @@ pub struct RunArgs {
     /// Give containers loopback only (no bridge, NAT or firewall rules).
     #[arg(long)]
     pub no_network: bool,
-    /// Largest container sold, memory in MiB.
-    #[arg(long, default_value_t = 4096)]
-    pub max_memory_mib: u64,
-    /// Largest container sold, disk in MiB.
-    #[arg(long, default_value_t = 8192)]
-    pub max_disk_mib: u64,
+    /// Largest container sold, memory in MiB [default: `limits.max_memory_mib`, 4096].
+    #[arg(long)]
+    pub max_memory_mib: Option<u64>,
+    /// Largest container sold, disk in MiB [default: `limits.max_disk_mib`, 8192].
+    #[arg(long)]
+    pub max_disk_mib: Option<u64>,
+    /// Most cpu sold, thousandths of a core [default: `limits.max_cpu_millicores`, all cores].
+    #[arg(long)]
+    pub max_cpu_millicores: Option<u32>,
     /// Calibrate before serving when there is no calibration record, the
-    /// hardware changed, or the latest record is older than this many seconds.
+    /// hardware changed, or the latest record is older than this many
+    /// seconds [default: `calibration.max_age_hours`; without --config: never].
     #[arg(long, value_name = "SECONDS")]
     pub calibrate_max_age: Option<u64>,
+    /// Calibrate in quick mode (at start and on Recalibrate) [default: `calibration.quick`].
+    #[arg(long)]
+    pub calibrate_quick: bool,
+    /// Calibration runs instead of the mode's (tests, slow machines).
+    #[arg(long, hide = true)]
+    pub calibration_runs: Option<usize>,
+    /// Calibration run length in seconds instead of the mode's.
+    #[arg(long, hide = true)]
+    pub calibration_seconds: Option<f64>,
     /// Cgroup (v2) or per-controller group (v1) under which containers live;
     /// two agents on one host need two.
     #[arg(long, default_value = "zennet")]
     pub cgroup_parent: String,
     /// The chain node's JSON-RPC URL. With it the agent sells on the
-    /// market: it answers announcements, runs contracts and gets paid.
+    /// market: it answers announcements, runs contracts and gets paid
+    /// [default: `chain.rpc` with --config; without: off].
     #[arg(long, value_name = "URL")]
     pub rpc: Option<String>,
-    /// Price of the whole machine per second, base units (the asking rates
-    /// until the machine is calibrated).
-    #[arg(long, default_value_t = 1000)]
-    pub price_per_second: u64,
+    /// Price of the whole machine per second, base units: the calibration
+    /// turns it into rates (SetPrice overrides it and persists)
+    /// [default: `market.price_per_second`, 1000].
+    #[arg(long)]
+    pub price_per_second: Option<u64>,
+    /// Most contracts at once [default: `market.max_contracts`, 64].
+    #[arg(long)]
+    pub max_contracts: Option<u32>,
+    /// Shortest metering interval accepted, ms [default: `market.min_interval_ms`, 500].
+    #[arg(long)]
+    pub min_interval_ms: Option<u32>,
     /// Lowest counter-offer accepted, percent of the asking rates.
     #[arg(long, default_value_t = 80, value_parser = clap::value_parser!(u64).range(1..=100))]
     pub reserve_pct: u64,
-    /// Largest exposure bound (unpaid value carried) accepted in a contract, base units.
-    #[arg(long, default_value_t = 100 * zennet_protocol::Amount::BASE_PER_XEN)]
-    pub max_exposure: u64,
+    /// Largest exposure bound (unpaid value carried) accepted in a contract,
+    /// base units [default: `market.exposure_bound`, 100 XEN].
+    #[arg(long)]
+    pub max_exposure: Option<u64>,
     /// Metering intervals a container stays frozen for non-payment before it is killed.
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u32).range(1..=1000))]
     pub grace_intervals: u32,
@@ -70,17 +93,44 @@ pub struct RunArgs {
     /// Serve Prometheus metrics on this ip:port (port 0 picks one; default: off).
     #[arg(long, value_name = "ADDR")]
     pub metrics_listen: Option<String>,
-    /// zennet.toml to check at start (with `zennet.*=` options from
-    /// /proc/cmdline): a refusal is printed naming the key, and the last
-    /// valid configuration stays in force. Used today: `market.accept_work`,
-    /// `metrics.listen` (when --metrics-listen is not given) and `agent.log_*`.
+    /// zennet.toml (with `zennet.*=` options from the kernel command line
+    /// over it): every key applies where its flag is not given. A refusal
+    /// is printed naming the key, and the last valid configuration stays in force.
     #[arg(long, value_name = "PATH")]
     pub config: Option<PathBuf>,
+    /// Where the kernel command line is read from (tests).
+    #[arg(long, hide = true, default_value = "/proc/cmdline")]
+    pub kernel_cmdline: PathBuf,
 }
 
 impl Default for RunArgs {
     fn default() -> Self {
-        Self { state_dir: "/var/lib/zennet".into(), bases_dir: None, no_network: false, max_memory_mib: 4096, max_disk_mib: 8192, calibrate_max_age: None, cgroup_parent: "zennet".into(), rpc: None, price_per_second: 1000, reserve_pct: 80, max_exposure: 100 * zennet_protocol::Amount::BASE_PER_XEN, grace_intervals: 3, fee: 1000, dbus: "socket".into(), control_socket: None, metrics_listen: None, config: None }
+        Self {
+            state_dir: "/var/lib/zennet".into(),
+            bases_dir: None,
+            no_network: false,
+            max_memory_mib: None,
+            max_disk_mib: None,
+            max_cpu_millicores: None,
+            calibrate_max_age: None,
+            calibrate_quick: false,
+            calibration_runs: None,
+            calibration_seconds: None,
+            cgroup_parent: "zennet".into(),
+            rpc: None,
+            price_per_second: None,
+            max_contracts: None,
+            min_interval_ms: None,
+            reserve_pct: 80,
+            max_exposure: None,
+            grace_intervals: 3,
+            fee: 1000,
+            dbus: "socket".into(),
+            control_socket: None,
+            metrics_listen: None,
+            config: None,
+            kernel_cmdline: "/proc/cmdline".into(),
+        }
     }
 }
 
@@ -92,10 +142,10 @@ impl RunArgs {
             bases_dir: self.bases_dir.clone().unwrap_or_else(|| self.state_dir.join("bases")),
             cgroup_parent: self.cgroup_parent.clone(),
             capacity: Capacity {
-                memory_bytes: self.max_memory_mib << 20,
-                cpu_millicores: (std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) * 1000) as u32,
+                memory_bytes: self.max_memory_mib.unwrap_or(4096) << 20,
+                cpu_millicores: self.max_cpu_millicores.unwrap_or(u32::MAX).min((std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1) * 1000) as u32),
                 pids_max: 4096,
-                disk_bytes: self.max_disk_mib << 20,
+                disk_bytes: self.max_disk_mib.unwrap_or(8192) << 20,
             },
             network: (!self.no_network).then(|| NetConfig::default_for(engine_dir.join("net"))),
             keep_containers_on_exit: true,
@@ -108,7 +158,7 @@ impl RunArgs {
     /// refused); without it `warn`, console only.
     pub fn log_settings(&self) -> (String, Option<(PathBuf, u64)>) {
         let Some(p) = &self.config else { return ("warn".into(), None) };
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
+        let cmdline = std::fs::read_to_string(&self.kernel_cmdline).unwrap_or_default();
         let a = crate::config::load(p, &cmdline, &crate::config::last_good_path(&self.state_dir)).config.agent;
         (a.log_level, (!a.log_file.is_empty()).then(|| (PathBuf::from(a.log_file), a.log_max_bytes)))
     }
@@ -125,15 +175,16 @@ impl RunArgs {
     }
 }
 
-/// Calibrates (full mode, default price) if `--calibrate-max-age` is set and
-/// the store says so. Runs before the zygote fork: no thread is started.
-/// A failed calibration is reported and the agent serves on without rates.
-/// A Recalibrate over the control API forces one (then clears the request).
+/// Calibrates if `--calibrate-max-age` (or `calibration.max_age_hours`)
+/// says the store's record is missing, stale or of other hardware, or a
+/// Recalibrate was interrupted by a restart. Quick or full as configured, at
+/// the asking price in force. Runs before the zygote fork: no thread is
+/// started. A failed calibration is reported and the agent serves on.
 fn calibrate_if_needed(args: &RunArgs) -> Result<()> {
     let store = crate::store::Store::open(&crate::store::Store::path_in(&args.state_dir))?;
     let mut settings = store.control_settings()?;
     let why = if settings.recalibrate {
-        "requested over the control API".to_string()
+        "a Recalibrate over the control API did not finish".to_string()
     } else {
         let Some(age) = args.calibrate_max_age else { return Ok(()) };
         let fp = crate::calibrate::fingerprint();
@@ -145,7 +196,14 @@ fn calibrate_if_needed(args: &RunArgs) -> Result<()> {
         store.put_control_settings(&settings)?;
     }
     eprintln!("zennet-agent: calibrating this machine ({why})");
-    let mut cfg = crate::calibrate::Config::full();
+    let mut cfg = if args.calibrate_quick { crate::calibrate::Config::quick() } else { crate::calibrate::Config::full() };
+    if let Some(n) = args.calibration_runs {
+        (cfg.runs, cfg.max_runs) = (n, n);
+    }
+    if let Some(t) = args.calibration_seconds {
+        cfg.seconds = t;
+    }
+    cfg.price_per_second = zennet_protocol::Amount(settings.price_per_second.unwrap_or(args.price()));
     cfg.seed = calibrate::clock_seed();
     cfg.work_dir = args.state_dir.join("calibrate");
     match crate::calibrate::calibrate(&cfg, &mut |_| {}) {
@@ -159,7 +217,7 @@ fn calibrate_if_needed(args: &RunArgs) -> Result<()> {
 }
 
 /// `zennet-agent run`: forks the engine's zygote, then serves until SIGTERM/SIGINT.
-pub fn run(args: RunArgs) -> Result<()> {
+pub fn run(mut args: RunArgs) -> Result<()> {
     // The provider's identity: its chain key, also its libp2p key. Created
     // on first start (mode 0600), the same on every start after.
     let key_path = args.state_dir.join("identity.key");
@@ -167,15 +225,8 @@ pub fn run(args: RunArgs) -> Result<()> {
     if created {
         eprintln!("zennet-agent: new identity {} in {}", key.address(), key_path.display());
     }
+    let config = args.load_config();
     args.ensure_busybox_base()?;
-    let config = args.config.as_ref().map(|p| {
-        let cmdline = std::fs::read_to_string("/proc/cmdline").unwrap_or_default();
-        let loaded = crate::config::load(p, &cmdline, &crate::config::last_good_path(&args.state_dir));
-        if let Some(e) = &loaded.refused {
-            eprintln!("zennet-agent: configuration refused: {e}; using the {}", loaded.from);
-        }
-        loaded.config
-    });
     calibrate_if_needed(&args)?;
     let cfg = args.engine_config();
     let capacity = cfg.capacity.clone();
@@ -198,12 +249,13 @@ pub fn run(args: RunArgs) -> Result<()> {
         let (adopted, removed) = &engine.recovered;
         let (adopted, removed) = (adopted.len(), removed.len());
         let store = std::sync::Arc::new(crate::store::Store::open(&crate::store::Store::path_in(&args.state_dir))?);
-        let control = std::sync::Arc::new(crate::api::Control::load(store.clone(), capacity.clone(), key.address().to_string())?);
+        let control = crate::api::Control::load(store.clone(), capacity.clone(), key.address().to_string())?.with_base_price(args.price()).with_recalibration(args.recalibration()?);
+        let control = std::sync::Arc::new(control);
         if config.as_ref().is_some_and(|c| !c.market.accept_work) {
             control.start_paused();
         }
         let control_at = serve_control(&args, &control).await;
-        let metrics_addr = args.metrics_listen.clone().or_else(|| config.as_ref().map(|c| c.metrics.listen.clone())).filter(|a| !a.is_empty());
+        let metrics_addr = args.metrics_listen.clone().filter(|a| !a.is_empty());
         let metrics_at = match metrics_addr {
             Some(addr) => {
                 let m = std::sync::Arc::new(crate::api::metrics::Metrics::new(control.clone(), Some(engine.clone()), args.rpc.as_deref()));
@@ -215,9 +267,11 @@ pub fn run(args: RunArgs) -> Result<()> {
             Some(rpc) => {
                 let mcfg = crate::market::MarketConfig {
                     rpc: rpc.clone(),
-                    price_per_second: zennet_protocol::Amount(args.price_per_second),
+                    price_per_second: zennet_protocol::Amount(args.price()),
+                    max_contracts: args.max_contracts.unwrap_or(64),
+                    min_interval_ms: args.min_interval_ms.unwrap_or(zennet_protocol::market::INTERVAL_MS_RANGE.0),
                     reserve_pct: args.reserve_pct,
-                    max_exposure: zennet_protocol::Amount(args.max_exposure),
+                    max_exposure: zennet_protocol::Amount(args.max_exposure.unwrap_or(100 * zennet_protocol::Amount::BASE_PER_XEN)),
                     grace_intervals: args.grace_intervals,
                     fee: zennet_protocol::Amount(args.fee),
                     host_keys_dir: args.state_dir.join("hostkeys"),

@@ -2,7 +2,8 @@
 //! default; `agent/zennet.toml` documents each one), the `zennet.<section>.<key>=<value>`
 //! kernel command line overrides, and the rule that an invalid configuration
 //! is refused with the key, the value and the reason while the last valid one
-//! stays in force.
+//! stays in force. How `run` applies it, and where D-Bus changes come in:
+//! `cli/layers.rs`.
 
 use serde::{Deserialize, Serialize};
 use std::net::SocketAddr;
@@ -21,6 +22,10 @@ pub struct Config {
     pub limits: Limits,
     pub calibration: Calibration,
     pub metrics: Metrics,
+    /// `[os]`: the appliance's own settings (host name; read by its rcS), not the agent's.
+    pub os: toml::Table,
+    /// `[network]`: the appliance's DHCP interface (read by its rcS), not the agent's.
+    pub network: toml::Table,
 }
 
 /// `[agent]`
@@ -31,11 +36,13 @@ pub struct Agent {
     pub log_level: String,
     pub log_file: String,
     pub log_max_bytes: u64,
+    /// Extra arguments the appliance's launcher (zennet-agent-run) adds to `run`; `run` itself ignores it.
+    pub extra_args: String,
 }
 
 impl Default for Agent {
     fn default() -> Self {
-        Agent { state_dir: "/var/lib/zennet".into(), log_level: "info".into(), log_file: String::new(), log_max_bytes: 16 << 20 }
+        Agent { state_dir: "/var/lib/zennet".into(), log_level: "info".into(), log_file: String::new(), log_max_bytes: 16 << 20, extra_args: String::new() }
     }
 }
 
@@ -59,13 +66,13 @@ pub struct Market {
     pub accept_work: bool,
     pub price_per_second: u64,
     pub max_contracts: u32,
-    pub interval_ms: u32,
+    pub min_interval_ms: u32,
     pub exposure_bound: u64,
 }
 
 impl Default for Market {
     fn default() -> Self {
-        Market { accept_work: true, price_per_second: 1_000, max_contracts: 64, interval_ms: 2_000, exposure_bound: 100_000 }
+        Market { accept_work: true, price_per_second: 1_000, max_contracts: 64, min_interval_ms: 500, exposure_bound: 100 * zennet_protocol::Amount::BASE_PER_XEN }
     }
 }
 
@@ -161,15 +168,18 @@ impl Config {
         if self.agent.log_max_bytes < 4096 {
             return Err(("agent.log_max_bytes", self.agent.log_max_bytes.to_string(), "at least 4096".into()));
         }
-        if !self.chain.rpc.starts_with("http://") {
-            return Err(("chain.rpc", format!("{:?}", self.chain.rpc), "must be an http:// URL".into()));
+        if !self.chain.rpc.is_empty() && !self.chain.rpc.starts_with("http://") {
+            return Err(("chain.rpc", format!("{:?}", self.chain.rpc), "must be empty (no market) or an http:// URL".into()));
         }
         if self.market.price_per_second == 0 {
             return Err(("market.price_per_second", "0".into(), "a machine-second must cost at least 1 base unit".into()));
         }
         let (lo, hi) = zennet_protocol::market::INTERVAL_MS_RANGE;
-        if !(lo..=hi).contains(&self.market.interval_ms) {
-            return Err(("market.interval_ms", self.market.interval_ms.to_string(), format!("must be {lo}..={hi}")));
+        if !(lo..=hi).contains(&self.market.min_interval_ms) {
+            return Err(("market.min_interval_ms", self.market.min_interval_ms.to_string(), format!("must be {lo}..={hi}")));
+        }
+        if self.market.max_contracts == 0 {
+            return Err(("market.max_contracts", "0".into(), "must be above zero (market.accept_work = false stops selling)".into()));
         }
         if self.market.exposure_bound == 0 {
             return Err(("market.exposure_bound", "0".into(), "must be above zero".into()));
@@ -207,11 +217,14 @@ fn key_at(text: &str, offset: usize) -> Option<(String, String)> {
 
 /// `zennet.<section>.<key>=<value>` options of a kernel command line. Values
 /// are TOML (`true`, `42`, `"text"`); a bare word is taken as a string.
+/// Options without a section (`zennet.data=none`) belong to the OS's boot
+/// script and are skipped.
 pub fn cmdline_overrides(cmdline: &str) -> Vec<(String, toml::Value)> {
     cmdline
         .split_whitespace()
         .filter_map(|w| w.strip_prefix("zennet."))
         .filter_map(|w| w.split_once('='))
+        .filter(|(k, _)| k.contains('.'))
         .map(|(k, v)| {
             let value = format!("v = {v}").parse::<toml::Table>().ok().and_then(|mut t| t.remove("v")).unwrap_or_else(|| toml::Value::String(v.to_string()));
             (k.to_string(), value)

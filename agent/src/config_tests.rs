@@ -22,12 +22,21 @@ fn the_documented_file_is_the_default_and_covers_every_key() {
 }
 
 #[test]
+fn the_appliance_file_is_valid_for_the_agent() {
+    let f = include_str!("../../buildroot/board/zennet/rootfs-overlay/etc/zennet/zennet.toml");
+    let c = Config::parse(f, "rootfs-overlay/etc/zennet/zennet.toml", &[]).unwrap();
+    assert_eq!(c.os.get("hostname").and_then(|v| v.as_str()), Some("zennet"));
+    assert_eq!((c.agent.log_level.as_str(), c.chain.rpc.as_str(), c.calibration.max_age_hours), ("warn", "", 0), "quiet until configured");
+    assert_eq!((c.market, c.limits), (Market::default(), Limits::default()));
+}
+
+#[test]
 fn bad_values_name_the_key_value_and_reason() {
     let e = Config::parse("[market]\nprice_per_second = 0\n", "f", &[]).unwrap_err();
     assert!(e.to_string().contains("market.price_per_second") && e.to_string().contains("at least 1"), "{e}");
     assert_eq!(invalid_key(Config::parse("[agent]\nlog_level = \"loud\"\n", "f", &[]).unwrap_err()), "agent.log_level");
     assert_eq!(invalid_key(Config::parse("[metrics]\nlisten = \"nowhere\"\n", "f", &[]).unwrap_err()), "metrics.listen");
-    assert_eq!(invalid_key(Config::parse("[market]\ninterval_ms = 10\n", "f", &[]).unwrap_err()), "market.interval_ms");
+    assert_eq!(invalid_key(Config::parse("[market]\nmin_interval_ms = 10\n", "f", &[]).unwrap_err()), "market.min_interval_ms");
     let e = Config::parse("[market]\nprice_per_secnd = 5\n", "f", &[]).unwrap_err();
     assert!(e.to_string().contains("price_per_secnd"), "{e}");
     let e = Config::parse("[market]\nmax_contracts = \"many\"\n", "f", &[]).unwrap_err();
@@ -38,8 +47,8 @@ fn bad_values_name_the_key_value_and_reason() {
 
 #[test]
 fn kernel_command_line_overrides_the_file() {
-    let o = cmdline_overrides("quiet console=ttyS0 zennet.market.price_per_second=2500 zennet.market.accept_work=false zennet.chain.rpc=http://10.0.2.2:8645");
-    assert_eq!(o.len(), 3);
+    let o = cmdline_overrides("quiet console=ttyS0 zennet.data=none zennet.market.price_per_second=2500 zennet.market.accept_work=false zennet.chain.rpc=http://10.0.2.2:8645 zennet.os.hostname=zn");
+    assert_eq!(o.len(), 4, "zennet.data is the OS's: {o:?}");
     let c = Config::parse("[market]\nprice_per_second = 7\n", "f", &o).unwrap();
     assert_eq!(c.market.price_per_second, 2500);
     assert!(!c.market.accept_work);

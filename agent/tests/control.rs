@@ -1,9 +1,11 @@
 //! The control API from outside, as a provider uses it: the real
 //! `zennet-agent run` (no chain), its thin clients as separate processes
-//! (one as `nobody`), the introspection against
+//! (as `nobody`, and as a member of group `zennet`), the console screen,
+//! a run-time Recalibrate, the introspection against
 //! `agent/dbus/org.zennet.Agent1.xml`, the metrics endpoint through a
 //! Prometheus text parser, settings and address across restarts, a corrupt
-//! configuration and a database from a newer agent. Needs root.
+//! configuration, one key through every configuration layer and a database
+//! from a newer agent. Needs root.
 
 use std::io::{BufRead, BufReader, Read};
 use std::os::unix::fs::PermissionsExt;
@@ -26,9 +28,14 @@ struct Agent {
 
 impl Agent {
     fn start(state: &Path, extra: &[&str]) -> Result<Agent, String> {
+        Agent::start_in(PARENT, state, extra)
+    }
+
+    /// An agent whose engine lives under cgroup `parent` (one per test: tests run in parallel).
+    fn start_in(parent: &str, state: &Path, extra: &[&str]) -> Result<Agent, String> {
         let err = state.with_extension("err");
         let mut child = Command::new(exe())
-            .args(["run", "--no-network", "--cgroup-parent", PARENT, "--metrics-listen", "127.0.0.1:0", "--state-dir"])
+            .args(["run", "--no-network", "--cgroup-parent", parent, "--metrics-listen", "127.0.0.1:0", "--state-dir"])
             .arg(state)
             .args(extra)
             .env("ZENNET_LOG", "info")
@@ -71,30 +78,79 @@ impl Drop for Agent {
     }
 }
 
-/// Removes the engine's groups however the test ends.
-struct Groups;
+/// Removes an engine's groups (cgroup parent `.0`) however the test ends.
+struct Groups(&'static str);
 
 impl Drop for Groups {
     fn drop(&mut self) {
+        let parent = self.0;
         for ctl in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-            for name in [format!("{PARENT}.zygote"), PARENT.to_string()] {
+            for name in [format!("{parent}.zygote"), parent.to_string()] {
                 let _ = std::fs::remove_dir(ctl.path().join(name));
             }
         }
-        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(PARENT));
+        let _ = std::fs::remove_dir(Path::new("/sys/fs/cgroup").join(parent));
     }
 }
 
 /// `zennet-agent ARGS --state-dir STATE`, as root or (with `nobody`) as uid/gid 65534 without groups.
 fn client(state: &Path, args: &[&str], nobody: bool) -> Output {
-    let mut c = if nobody {
-        let mut c = Command::new("setpriv");
-        c.args(["--reuid=65534", "--regid=65534", "--clear-groups"]).arg(exe());
-        c
+    if nobody {
+        client_as(state, args, &["--reuid=65534", "--regid=65534", "--clear-groups"])
     } else {
+        client_as(state, args, &[])
+    }
+}
+
+/// The client under `setpriv CREDS` (none: as root).
+fn client_as(state: &Path, args: &[&str], creds: &[&str]) -> Output {
+    let mut c = if creds.is_empty() {
         Command::new(exe())
+    } else {
+        let mut c = Command::new("setpriv");
+        c.args(creds).arg(exe());
+        c
     };
     c.args(args).arg("--state-dir").arg(state).env("RUST_BACKTRACE", "0").output().unwrap()
+}
+
+/// Group `zennet` for the test's life: made with groupadd if missing (and then removed by groupdel).
+struct ZennetGroup {
+    gid: u32,
+    made: bool,
+}
+
+impl ZennetGroup {
+    fn get() -> ZennetGroup {
+        let find = || nix::unistd::Group::from_name("zennet").unwrap().map(|g| g.gid.as_raw());
+        if let Some(gid) = find() {
+            return ZennetGroup { gid, made: false };
+        }
+        let st = Command::new("groupadd").args(["--system", "zennet"]).status().unwrap();
+        assert!(st.success() || find().is_some(), "groupadd zennet: {st:?}");
+        ZennetGroup { gid: find().expect("group zennet after groupadd"), made: true }
+    }
+}
+
+impl Drop for ZennetGroup {
+    fn drop(&mut self) {
+        if self.made {
+            let _ = Command::new("groupdel").arg("zennet").status();
+        }
+    }
+}
+
+/// Polls `status --json` until `done` holds (at most `secs` seconds).
+fn wait_status(state: &Path, secs: u64, done: impl Fn(&serde_json::Value) -> bool) -> serde_json::Value {
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(secs);
+    loop {
+        let st = status(state);
+        if done(&st) {
+            return st;
+        }
+        assert!(std::time::Instant::now() < until, "status never settled: {st}");
+        std::thread::sleep(std::time::Duration::from_millis(200));
+    }
 }
 
 fn ok(o: &Output) -> String {
@@ -155,12 +211,17 @@ fn metric(s: &prometheus_parse::Scrape, name: &str) -> f64 {
 #[test]
 fn control_api_drives_the_agent_and_survives_restarts() {
     assert!(nix::unistd::geteuid().is_root(), "agent tests need root");
-    let _groups = Groups;
+    let _groups = Groups(PARENT);
     let dir = tempfile::Builder::new().prefix("zt-ctl-").tempdir_in("/var/tmp").unwrap();
     std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
     let state = dir.path().join("state");
 
-    let agent = Agent::start(&state, &[]).unwrap();
+    // The console screen before the agent is up says so, and exits 0 (init's loop goes on).
+    let o = client(&state, &["console", "--once"], false);
+    assert!(o.status.success() && String::from_utf8_lossy(&o.stdout).starts_with("agent: starting…"), "{o:?}");
+
+    // The quickest calibration the code allows (one run of 0.5 s) for Recalibrate.
+    let agent = Agent::start(&state, &["--calibrate-quick", "--calibration-runs", "1", "--calibration-seconds", "0.5"]).unwrap();
     let address = agent.field("address");
     assert_eq!(agent.field("control"), state.join("agent.bus").display().to_string());
     let st = status(&state);
@@ -190,8 +251,29 @@ fn control_api_drives_the_agent_and_survives_restarts() {
     assert!(!o.status.success() && err.contains("Pause refused") && err.contains("uid 65534"), "{err}");
     let o = client(&state, &["set-price", "5"], true);
     assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("SetPrice refused"));
+    let o = client(&state, &["recalibrate"], true);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Recalibrate refused"));
     let nobody_status: serde_json::Value = serde_json::from_str(&ok(&client(&state, &["status", "--json"], true))).unwrap();
     assert_eq!(nobody_status["state"], "accepting");
+
+    // The console screen (as nobody: anyone reads) shows what the API says.
+    let screen = ok(&client(&state, &["console", "--once"], true));
+    for want in [format!("address      {address}"), "state        accepting".into(), "contracts    0 active, 0 in all".into(), "earnings     0 base units (0.00000000 XEN)".into(), "calibrated   never".into(), "price        1000 base units".into()] {
+        assert!(screen.contains(&want), "{want:?} on the console screen:\n{screen}");
+    }
+
+    // Recalibrate runs now (a child calibration), and the summary changes;
+    // a second one replaces the first record.
+    assert_eq!(st["calibration"], serde_json::Value::Null);
+    assert!(ok(&client(&state, &["recalibrate"], false)).contains("calibration started"));
+    let cal = wait_status(&state, 180, |s| s["state"] != "calibrating" && !s["calibration"].is_null())["calibration"].clone();
+    assert_eq!((cal["runs"].as_u64(), cal["price_per_second"].as_u64()), (Some(1), Some(1000)), "{cal}\n{}", agent.log());
+    assert!(agent.log().contains("calibrated in"), "{}", agent.log());
+    std::thread::sleep(std::time::Duration::from_millis(1100));
+    assert!(ok(&client(&state, &["recalibrate"], false)).contains("calibration started"));
+    let again = wait_status(&state, 180, |s| s["state"] != "calibrating" && s["calibration"]["time_unix_s"] != cal["time_unix_s"])["calibration"].clone();
+    assert!(again["time_unix_s"].as_u64() > cal["time_unix_s"].as_u64(), "{again}");
+    assert!(ok(&client(&state, &["console", "--once"], false)).contains("calibrated   20"), "the screen shows the calibration");
 
     // Root pauses, sets the price and limits; bad values are refused by name.
     ok(&client(&state, &["pause"], false));
@@ -207,8 +289,7 @@ fn control_api_drives_the_agent_and_survives_restarts() {
     let free = &status(&state)["capacity_free"];
     assert_eq!((free["memory_bytes"].as_u64(), free["cpu_millicores"].as_u64(), free["disk_bytes"].as_u64()), (Some(1 << 30), Some(500), Some(2 << 30)));
     assert_eq!(ok(&client(&state, &["contracts", "--json"], false)).trim(), "[]");
-    // Recalibrate with no contract running is scheduled for the next start.
-    assert!(ok(&client(&state, &["recalibrate"], false)).contains("next start"));
+    assert!(ok(&client(&state, &["console", "--once"], false)).contains("state        paused"));
     ok(&client(&state, &["drain"], false));
     assert_eq!(status(&state)["state"], "drained", "no contract runs: the drain is done");
     ok(&client(&state, &["pause"], false));
@@ -216,15 +297,12 @@ fn control_api_drives_the_agent_and_survives_restarts() {
     let key = std::fs::read_to_string(state.join("identity.key")).unwrap();
     assert!(!log.contains(key.trim()), "the secret was logged");
 
-    // Restarted (without the calibration it asked for: clear the request
-    // first, a full calibration takes a minute): same address, still
-    // paused, price and limits kept.
+    // Restarted: same address, still paused, price and limits kept (no
+    // calibration is pending: the Recalibrates finished).
     {
         let store = zennet_agent::store::Store::open(&zennet_agent::store::Store::path_in(&state)).unwrap();
-        let mut s = store.control_settings().unwrap();
-        assert!(s.recalibrate && s.paused && s.price_per_second == Some(2500));
-        s.recalibrate = false;
-        store.put_control_settings(&s).unwrap();
+        let s = store.control_settings().unwrap();
+        assert!(!s.recalibrate && s.paused && s.price_per_second == Some(2500), "{s:?}");
     }
     let agent = Agent::start(&state, &[]).unwrap();
     assert_eq!(agent.field("address"), address, "restart changed the address");
@@ -246,7 +324,7 @@ fn control_api_drives_the_agent_and_survives_restarts() {
     // A valid configuration: it starts paused (`market.accept_work`) and
     // logs to a capped file as well as the console.
     let log_file = dir.path().join("logs/agent.log");
-    std::fs::write(&cfg, format!("[agent]\nlog_level = \"info\"\nlog_file = \"{}\"\nlog_max_bytes = 4096\n[market]\naccept_work = false\n", log_file.display())).unwrap();
+    std::fs::write(&cfg, format!("[agent]\nstate_dir = \"{}\"\nlog_level = \"info\"\nlog_file = \"{}\"\nlog_max_bytes = 4096\n[market]\naccept_work = false\n[chain]\nrpc = \"\"\n[calibration]\nmax_age_hours = 0\n", state.display(), log_file.display())).unwrap();
     let agent = Agent::start(&state, &["--config", cfg.to_str().unwrap()]).unwrap();
     assert_eq!(status(&state)["state"], "paused");
     for _ in 0..40 {
@@ -266,4 +344,48 @@ fn control_api_drives_the_agent_and_survives_restarts() {
     let (newer, ours) = (zennet_agent::store::SCHEMA_VERSION + 7, zennet_agent::store::SCHEMA_VERSION);
     assert!(err.contains(&format!("schema version {newer}")) && err.contains(&format!("this agent's {ours}")) && err.contains("agent.redb"), "{err}");
     assert!(!state.join("agent.bus").exists() || std::os::unix::net::UnixStream::connect(state.join("agent.bus")).is_err());
+}
+
+/// `market.price_per_second` through every layer: the file, the kernel
+/// command line over it, SetPrice over both (and still after a restart);
+/// and a member of group `zennet` may change the agent.
+#[test]
+fn configuration_layers_and_the_zennet_group() {
+    const PARENT2: &str = "zt-control2";
+    assert!(nix::unistd::geteuid().is_root(), "agent tests need root");
+    let _groups = Groups(PARENT2);
+    let group = ZennetGroup::get();
+    let dir = tempfile::Builder::new().prefix("zt-ctl2-").tempdir_in("/var/tmp").unwrap();
+    std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    let state = dir.path().join("state");
+    let (cfg, cmdline) = (dir.path().join("zennet.toml"), dir.path().join("cmdline"));
+    std::fs::write(&cfg, format!("[agent]\nstate_dir = \"{}\"\n[market]\nprice_per_second = 1500\n[chain]\nrpc = \"\"\n[calibration]\nmax_age_hours = 0\n[limits]\nmax_cpu_millicores = 700\n", state.display())).unwrap();
+    std::fs::write(&cmdline, "quiet console=ttyS0\n").unwrap();
+    let args = ["--config", cfg.to_str().unwrap(), "--kernel-cmdline", cmdline.to_str().unwrap()];
+    let price = |state: &Path| status(state)["price_per_second"].as_u64();
+
+    let agent = Agent::start_in(PARENT2, &state, &args).unwrap();
+    assert_eq!(price(&state), Some(1500), "the file");
+    assert_eq!(status(&state)["capacity_free"]["cpu_millicores"], 700, "limits.max_cpu_millicores caps what is sold");
+    agent.stop();
+    std::fs::write(&cmdline, "quiet zennet.market.price_per_second=2000 console=ttyS0\n").unwrap();
+    let agent = Agent::start_in(PARENT2, &state, &args).unwrap();
+    assert_eq!(price(&state), Some(2000), "the kernel command line over the file");
+
+    // Group zennet, as the primary or a supplementary group, may change the agent; nobody may not.
+    let (primary, supplementary) = (format!("--regid={}", group.gid), format!("--groups={}", group.gid));
+    ok(&client_as(&state, &["set-price", "2500"], &["--reuid=65534", primary.as_str(), "--clear-groups"]));
+    assert_eq!(price(&state), Some(2500), "D-Bus over the kernel command line");
+    ok(&client_as(&state, &["pause"], &["--reuid=65534", "--regid=65534", supplementary.as_str()]));
+    assert_eq!(status(&state)["state"], "paused");
+    let o = client(&state, &["resume"], true);
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("Resume refused"));
+    ok(&client_as(&state, &["resume"], &["--reuid=65534", "--regid=65534", supplementary.as_str()]));
+    assert_eq!(status(&state)["state"], "accepting");
+    agent.stop();
+
+    // SetPrice persisted: it stays in force over the file and the command line.
+    let agent = Agent::start_in(PARENT2, &state, &args).unwrap();
+    assert_eq!(price(&state), Some(2500), "the persisted D-Bus setting after a restart");
+    agent.stop();
 }

@@ -1,8 +1,9 @@
 //! The control API against the market: a devnet (`xencoind --dev`), one
 //! agent, `zennet rent` as the publisher. Paused, the agent declines the
 //! announcement; resumed, it is hired, and the D-Bus signals, the earnings
-//! and the metrics move with the contract; draining, it declines new work
-//! and is `drained` once the running contract settles. Needs root and the
+//! and the metrics move with the contract; while one runs the console
+//! screen shows it and Recalibrate is refused; draining, it declines new
+//! work and is `drained` once the running contract settles. Needs root and the
 //! workspace's binaries (`cargo build --release --bins`).
 
 use std::io::{BufRead, BufReader, Read};
@@ -230,6 +231,15 @@ fn pause_declines_resume_hires_drain_settles() {
     });
     let before = sample(&scrape(&metrics_at), "zennet_earnings_base_units_total");
     wait_for("earnings to grow while it runs", Duration::from_secs(10), || sample(&scrape(&metrics_at), "zennet_earnings_base_units_total") > before);
+    // The console screen shows the running contract and the earnings, as the API has them.
+    let open: Vec<serde_json::Value> = serde_json::from_str(&ctl(&state, &["contracts", "--json"])).unwrap();
+    let id = open.iter().find(|c| c["state"] == "active").expect("an active contract")["id"].as_str().unwrap().to_string();
+    let screen = ctl(&state, &["console", "--once"]);
+    let shown: u64 = screen.lines().find_map(|l| l.strip_prefix("earnings")).and_then(|l| l.split_whitespace().next()).and_then(|n| n.parse().ok()).unwrap_or(0);
+    assert!(screen.contains("contracts    1 active, 2 in all") && screen.contains(&format!("{} active", &id[..16])) && shown > earned, "{screen}");
+    // Recalibrate is refused while it runs (benchmarks would take its cpu).
+    let o = Command::new(bin("zennet-agent")).args(["recalibrate", "--state-dir"]).arg(&state).output().unwrap();
+    assert!(!o.status.success() && String::from_utf8_lossy(&o.stderr).contains("refused while contracts are open"), "{o:?}");
     ctl(&state, &["drain"]);
     assert_eq!(status(&state)["state"], "draining");
     // (Another publisher in a directory of its own: one wallet and its

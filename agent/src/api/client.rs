@@ -1,6 +1,6 @@
 //! The thin clients of the control API: `zennet-agent status`, `pause`,
 //! `resume`, `drain`, `set-price`, `set-limits`, `recalibrate`,
-//! `contracts`. Each opens one D-Bus connection (the private socket, or
+//! `contracts` (and `console`, [`super::console`]). Each opens one D-Bus connection (the private socket, or
 //! the system bus with `--dbus system`), makes its calls and prints the
 //! answer (`--json`: one JSON object or array).
 
@@ -55,10 +55,12 @@ pub enum Command {
         #[command(flatten)]
         target: Target,
     },
-    /// Calibrate at the next start (refused while contracts run).
+    /// Calibrate now, in the background (refused while contracts are open).
     Recalibrate(Target),
     /// Every contract record.
     Contracts(Target),
+    /// The console status screen, redrawn every few seconds (`--once`: drawn once).
+    Console(super::console::ConsoleArgs),
 }
 
 /// Connects to the agent.
@@ -81,28 +83,39 @@ fn plain(e: impl std::fmt::Display) -> anyhow::Error {
     anyhow::anyhow!("{e}")
 }
 
+/// What `status --json` prints: every status property in one object.
+pub async fn status_of(p: &Agent1Proxy<'_>) -> anyhow::Result<serde_json::Value> {
+    let (address, state, active, earnings) = (p.address().await.map_err(plain)?, p.state().await.map_err(plain)?, p.active_contracts().await.map_err(plain)?, p.earnings().await.map_err(plain)?);
+    let (sold, free, price) = (p.capacity_sold().await.map_err(plain)?, p.capacity_free().await.map_err(plain)?, p.price_per_second().await.map_err(plain)?);
+    let cal: serde_json::Value = serde_json::from_str(&p.calibration_summary().await.map_err(plain)?).unwrap_or(serde_json::Value::Null);
+    let tri = |(m, c, d): (u64, u64, u64)| json!({ "memory_bytes": m, "cpu_millicores": c, "disk_bytes": d });
+    Ok(json!({ "address": address, "state": state, "active_contracts": active, "earnings": earnings, "price_per_second": price, "capacity_sold": tri(sold), "capacity_free": tri(free), "calibration": cal }))
+}
+
 /// Runs one control command; returns what to print.
 pub async fn run(cmd: Command) -> anyhow::Result<String> {
     let t = match &cmd {
         Command::Status(t) | Command::Pause(t) | Command::Resume(t) | Command::Drain(t) | Command::Recalibrate(t) | Command::Contracts(t) => t.clone(),
         Command::SetPrice { target, .. } | Command::SetLimits { target, .. } => target.clone(),
+        Command::Console(a) => return Ok(super::console::run(a.clone()).await),
     };
     let conn = connect(&t).await?;
     let p = proxy(&conn).await?;
     let done = |what: &str| if t.json { json!({ "ok": what }).to_string() } else { what.to_string() };
     Ok(match cmd {
         Command::Status(_) => {
-            let (address, state, active, earnings) = (p.address().await.map_err(plain)?, p.state().await.map_err(plain)?, p.active_contracts().await.map_err(plain)?, p.earnings().await.map_err(plain)?);
-            let (sold, free) = (p.capacity_sold().await.map_err(plain)?, p.capacity_free().await.map_err(plain)?);
-            let cal: serde_json::Value = serde_json::from_str(&p.calibration_summary().await.map_err(plain)?).unwrap_or(serde_json::Value::Null);
-            let tri = |(m, c, d): (u64, u64, u64)| json!({ "memory_bytes": m, "cpu_millicores": c, "disk_bytes": d });
+            let st = status_of(&p).await?;
             if t.json {
-                json!({ "address": address, "state": state, "active_contracts": active, "earnings": earnings, "capacity_sold": tri(sold), "capacity_free": tri(free), "calibration": cal }).to_string()
+                st.to_string()
             } else {
-                let calibrated = cal.get("time_unix_s").and_then(|v| v.as_u64()).map_or("never".to_string(), |t| format!("at unix time {t}"));
+                let cal = &st["calibration"];
+                let calibrated = cal.get("time_unix_s").and_then(|v| v.as_u64()).map_or("never".to_string(), super::console::utc);
+                let mib = |v: &serde_json::Value, k: &str| v[k].as_u64().unwrap_or(0) >> 20;
+                let (sold, free) = (&st["capacity_sold"], &st["capacity_free"]);
                 format!(
-                    "address      {address}\nstate        {state}\ncontracts    {active} active\nearnings     {earnings} base units\nsold         {} MiB, {} millicores, {} MiB disk\nfree         {} MiB, {} millicores, {} MiB disk\ncalibrated   {calibrated}",
-                    sold.0 >> 20, sold.1, sold.2 >> 20, free.0 >> 20, free.1, free.2 >> 20
+                    "address      {}\nstate        {}\ncontracts    {} active\nearnings     {} base units\nprice        {} base units per machine-second\nsold         {} MiB, {} millicores, {} MiB disk\nfree         {} MiB, {} millicores, {} MiB disk\ncalibrated   {calibrated}",
+                    st["address"].as_str().unwrap_or("?"), st["state"].as_str().unwrap_or("?"), st["active_contracts"], st["earnings"], st["price_per_second"],
+                    mib(sold, "memory_bytes"), sold["cpu_millicores"], mib(sold, "disk_bytes"), mib(free, "memory_bytes"), free["cpu_millicores"], mib(free, "disk_bytes")
                 )
             }
         }
@@ -129,6 +142,7 @@ pub async fn run(cmd: Command) -> anyhow::Result<String> {
             done("limits set")
         }
         Command::Recalibrate(_) => done(&p.recalibrate().await.map_err(plain)?),
+        Command::Console(_) => unreachable!("handled above"),
         Command::Contracts(_) => {
             let list = p.list_contracts().await.map_err(plain)?;
             if t.json {

@@ -82,7 +82,7 @@ impl Agent1 {
         match tokio::task::spawn_blocking(move || f(&ctl)).await {
             Ok(Ok(v)) => Ok(v),
             Ok(Err(ApiError::Invalid { what, value, reason })) => Err(fdo::Error::InvalidArgs(format!("{what} = {value}: {reason}"))),
-            Ok(Err(e @ ApiError::Busy { .. })) => Err(fdo::Error::NotSupported(e.to_string())),
+            Ok(Err(e @ (ApiError::Busy { .. } | ApiError::Calibration(_)))) => Err(fdo::Error::NotSupported(e.to_string())),
             Ok(Err(e)) => Err(fdo::Error::Failed(e.to_string())),
             Err(e) => Err(fdo::Error::Failed(format!("control task: {e}"))),
         }
@@ -110,7 +110,7 @@ impl Agent1 {
         self.ctl.address.clone()
     }
 
-    /// `accepting`, `paused`, `draining` or `drained`.
+    /// `accepting`, `paused`, `draining`, `drained` or `calibrating` (a Recalibrate runs; new announcements are declined).
     #[zbus(property)]
     async fn state(&self) -> fdo::Result<String> {
         self.blocking(|c| Ok(c.state_name(c.snapshot()?.active).to_string())).await
@@ -153,10 +153,10 @@ impl Agent1 {
         self.blocking(|c| Ok(c.snapshot()?.earnings)).await
     }
 
-    /// The asking price set by SetPrice, base units per machine-second (0: the agent's own).
+    /// The asking price for new offers, base units per machine-second: SetPrice's, else the configuration's.
     #[zbus(property)]
     fn price_per_second(&self) -> u64 {
-        self.ctl.price_per_second().unwrap_or(0)
+        self.ctl.effective_price()
     }
 
     /// Stop answering announcements; running contracts go on.
@@ -189,10 +189,11 @@ impl Agent1 {
         self.blocking(move |c| c.set_limits(SellLimits { memory_bytes, cpu_millicores, disk_bytes })).await
     }
 
-    /// Schedules a calibration (it runs at the next start); refused while contracts run.
+    /// Starts a calibration now, in a child process, and returns at once: State is `calibrating` (new announcements declined) until CalibrationSummary holds the new record, which new offers then use. Refused (NotSupported) while any contract is signed or active or a calibration runs: Drain first.
     async fn recalibrate(&self, #[zbus(header)] hdr: Header<'_>, #[zbus(connection)] conn: &Connection) -> fdo::Result<String> {
         self.check("Recalibrate", &hdr, conn).await?;
-        self.blocking(|c| c.recalibrate()).await
+        let ctl = self.ctl.clone();
+        self.blocking(move |_| ctl.recalibrate()).await
     }
 
     /// The contract records, JSON array (at most 1000, open ones first).

@@ -9,16 +9,24 @@
 //!   `org.zennet.Agent1` (`agent/dbus/org.zennet.Agent1.xml`), served
 //!   peer-to-peer on a private unix socket or on the system bus; mutating
 //!   methods only for root and the `zennet` group.
-//! - [`client`]: `zennet-agent status|pause|resume|drain|set-price|set-limits|contracts`.
+//! - [`client`]: `zennet-agent status|pause|resume|drain|set-price|set-limits|recalibrate|contracts`.
+//! - [`console`]: `zennet-agent console`, the appliance's console status screen.
 //! - [`metrics`]: the Prometheus text endpoint.
+//! - [`recalibrate`]: Recalibrate at run time (a child `zennet-agent calibrate`).
+//!
+//! The configuration's layers, lowest first: `zennet.toml`, the kernel
+//! command line's `zennet.*=` options, then what D-Bus calls changed (kept
+//! in the store, so they win over the file until changed again over D-Bus).
 
 pub mod client;
+pub mod console;
 pub mod dbus;
 pub mod metrics;
+pub mod recalibrate;
 
 use crate::store::{ContractState, ControlSettings, SellLimits, Store};
 use serde_json::json;
-use std::sync::atomic::{AtomicU8, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU8, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::sync::broadcast;
 use zennet_protocol::spec::Capacity;
@@ -33,9 +41,12 @@ pub enum ApiError {
     /// An argument out of its bounds.
     #[error("{what} = {value}: {reason}")]
     Invalid { what: &'static str, value: String, reason: String },
-    /// Recalibration while contracts run.
-    #[error("Recalibrate is not supported while contracts run ({active} active): Drain first")]
+    /// Recalibration while contracts are open.
+    #[error("Recalibrate is refused while contracts are open ({active} signed, active or being negotiated): Drain first, then Recalibrate")]
     Busy { active: u32 },
+    /// A run-time calibration could not start or failed.
+    #[error("calibration: {0}")]
+    Calibration(String),
     /// The store failed.
     #[error(transparent)]
     Store(#[from] crate::store::StoreError),
@@ -102,6 +113,17 @@ pub struct Control {
     capacity: Capacity,
     /// The provider's address.
     pub address: String,
+    /// The machine price below SetPrice: `market.price_per_second` of the
+    /// file, or the kernel command line, or `--price-per-second`.
+    base_price: u64,
+    /// How Recalibrate calibrates (none: it is refused).
+    recalibration: Option<recalibrate::Recalibration>,
+    /// A run-time calibration is running.
+    calibrating: AtomicBool,
+    /// Containers the market holds for sessions (negotiating or running).
+    reserved: AtomicU32,
+    /// The calibration new offers use (none: uncalibrated default rates).
+    in_force: Mutex<Option<recalibrate::InForce>>,
 }
 
 impl std::fmt::Debug for Control {
@@ -122,13 +144,31 @@ impl Control {
     /// saved in `store`: a saved Pause or Drain starts paused).
     pub fn new(store: Option<Arc<Store>>, capacity: Capacity, address: String, settings: ControlSettings) -> Control {
         let state = if settings.paused { RunState::Paused } else { RunState::Accepting };
-        Control { state: AtomicU8::new(state as u8), settings: Mutex::new(settings), events: broadcast::channel(EVENT_QUEUE).0, store, capacity, address }
+        Control { state: AtomicU8::new(state as u8), settings: Mutex::new(settings), events: broadcast::channel(EVENT_QUEUE).0, store, capacity, address, base_price: 1_000, recalibration: None, calibrating: AtomicBool::new(false), reserved: AtomicU32::new(0), in_force: Mutex::new(None) }
     }
 
-    /// Control loaded from the store's saved settings.
+    /// Control loaded from the store's saved settings and latest calibration.
     pub fn load(store: Arc<Store>, capacity: Capacity, address: String) -> Result<Control, ApiError> {
         let s = store.control_settings()?;
-        Ok(Control::new(Some(store), capacity, address, s))
+        let rec = store.latest_calibration().unwrap_or_else(|e| {
+            tracing::warn!("latest calibration unreadable, serving uncalibrated: {e}");
+            None
+        });
+        let c = Control::new(Some(store), capacity, address, s);
+        *c.in_force.lock().unwrap() = rec.as_ref().map(recalibrate::InForce::of);
+        Ok(c)
+    }
+
+    /// The machine price used until SetPrice sets one (the configured price).
+    pub fn with_base_price(mut self, price_per_second: u64) -> Control {
+        self.base_price = price_per_second;
+        self
+    }
+
+    /// Lets Recalibrate calibrate at run time, this way.
+    pub fn with_recalibration(mut self, how: recalibrate::Recalibration) -> Control {
+        self.recalibration = Some(how);
+        self
     }
 
     /// The store settings are kept in, if any.
@@ -142,6 +182,9 @@ impl Control {
 
     /// Why a new announcement is declined, if it is.
     pub fn declines(&self) -> Option<&'static str> {
+        if self.calibrating() {
+            return Some("the provider is calibrating");
+        }
         match self.state() {
             RunState::Accepting => None,
             RunState::Paused => Some("the provider paused the market"),
@@ -154,6 +197,44 @@ impl Control {
         self.settings.lock().unwrap().price_per_second
     }
 
+    /// The asking price in force: SetPrice's, else the configured one.
+    pub fn effective_price(&self) -> u64 {
+        self.price_per_second().unwrap_or(self.base_price)
+    }
+
+    /// A run-time calibration is running.
+    pub fn calibrating(&self) -> bool {
+        self.calibrating.load(Ordering::SeqCst)
+    }
+
+    /// The market holds `n` more containers for a session. Then it checks
+    /// [`Control::declines`] again: with Recalibrate's own order (flag
+    /// first, then this count; both SeqCst) one of the two always sees the other.
+    pub fn reserve(&self, n: u32) {
+        self.reserved.fetch_add(n, Ordering::SeqCst);
+    }
+
+    /// The market released `n` containers.
+    pub fn unreserve(&self, n: u32) {
+        let _ = self.reserved.fetch_update(Ordering::SeqCst, Ordering::SeqCst, |r| Some(r.saturating_sub(n)));
+    }
+
+    /// Containers held for sessions now.
+    pub fn reserved(&self) -> u32 {
+        self.reserved.load(Ordering::SeqCst)
+    }
+
+    /// The calibration new offers use, if the machine is calibrated.
+    pub fn calibration(&self) -> Option<recalibrate::InForce> {
+        self.in_force.lock().unwrap().clone()
+    }
+
+    /// Contracts signed or active (what Recalibrate waits for).
+    pub fn open_contracts(&self) -> Result<u32, ApiError> {
+        let Some(store) = &self.store else { return Ok(0) };
+        Ok(store.contracts()?.iter().filter(|r| matches!(r.state, ContractState::Active | ContractState::Signed)).count() as u32)
+    }
+
     /// The most capacity sold at once: the engine's capacity, lowered by SetLimits.
     pub fn limits(&self) -> SellLimits {
         let c = &self.capacity;
@@ -164,13 +245,8 @@ impl Control {
         }
     }
 
-    /// Whether a recalibration was asked for (done at the next start).
-    pub fn recalibrate_requested(&self) -> bool {
-        self.settings.lock().unwrap().recalibrate
-    }
-
     /// Applies `change` to the settings and persists them before returning.
-    fn update(&self, change: impl FnOnce(&mut ControlSettings)) -> Result<(), ApiError> {
+    pub(crate) fn update(&self, change: impl FnOnce(&mut ControlSettings)) -> Result<(), ApiError> {
         let mut s = self.settings.lock().unwrap();
         let mut next = s.clone();
         change(&mut next);
@@ -238,19 +314,10 @@ impl Control {
         Ok(())
     }
 
-    /// Asks for a calibration at the next start, refused while contracts run.
-    pub fn recalibrate(&self) -> Result<String, ApiError> {
-        let active = self.snapshot()?.active;
-        if active > 0 {
-            return Err(ApiError::Busy { active });
-        }
-        self.update(|s| s.recalibrate = true)?;
-        Ok("calibration scheduled: it runs when the agent next starts, before the market".into())
-    }
-
-    /// Clears the recalibration request (after the start-up calibration).
-    pub fn recalibrated(&self) -> Result<(), ApiError> {
-        self.update(|s| s.recalibrate = false)
+    /// Calibrates now, in the background ([`recalibrate::start`]); refused
+    /// while contracts are open or a calibration runs.
+    pub fn recalibrate(self: &Arc<Self>) -> Result<String, ApiError> {
+        recalibrate::start(self)
     }
 
     /// Publishes a market event (no one listening is fine).
@@ -302,8 +369,12 @@ impl Control {
         Ok(snap)
     }
 
-    /// The state as the API shows it: `drained` once a drain has no contract left.
+    /// The state as the API shows it: `calibrating` while a run-time
+    /// calibration runs, `drained` once a drain has no contract left.
     pub fn state_name(&self, active: u32) -> &'static str {
+        if self.calibrating() {
+            return "calibrating";
+        }
         match self.state() {
             RunState::Accepting => "accepting",
             RunState::Paused => "paused",

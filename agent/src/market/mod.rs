@@ -37,6 +37,10 @@ pub struct MarketConfig {
     pub reserve_pct: u64,
     /// Largest exposure bound accepted in a contract.
     pub max_exposure: Amount,
+    /// Most containers (contracts) at once, offered or running.
+    pub max_contracts: u32,
+    /// Shortest metering interval accepted in a contract, milliseconds.
+    pub min_interval_ms: u32,
     /// Intervals a container stays frozen for non-payment before it is killed.
     pub grace_intervals: u32,
     /// Wait before reopening a lost subscription to the chain.
@@ -60,6 +64,8 @@ impl Default for MarketConfig {
             price_per_second: Amount(1_000),
             reserve_pct: 80,
             max_exposure: Amount(100 * Amount::BASE_PER_XEN),
+            max_contracts: 64,
+            min_interval_ms: zennet_protocol::market::INTERVAL_MS_RANGE.0,
             grace_intervals: 3,
             poll: Duration::from_secs(1),
             fee: Amount(1_000),
@@ -73,6 +79,7 @@ impl Default for MarketConfig {
 /// Capacity promised to sessions and contracts.
 #[derive(Debug, Default, Clone, Copy)]
 struct Used {
+    containers: u32,
     memory_bytes: u64,
     cpu_millicores: u64,
     disk_bytes: u64,
@@ -88,35 +95,41 @@ pub struct Market {
     cfg: MarketConfig,
     capacity: Capacity,
     used: Mutex<Used>,
-    ask: Rates,
-    /// The machine price per second `ask` was made for (SetPrice scales from it).
-    ask_price: u64,
-    calibration: Option<CalibrationSummary>,
+    /// The asking rates while the machine is uncalibrated, at `cfg.price_per_second`.
+    uncalibrated: Rates,
     /// The containers' SSH server (tunnels arrive over `node`).
     ssh: Arc<crate::ssh::SshServer>,
 }
 
 impl Market {
-    /// Connects the pieces; reads the latest calibration for the asking rates.
+    /// Connects the pieces. The asking rates come from the calibration the
+    /// control holds (replaced by a run-time Recalibrate), else from the price.
     pub async fn new(key: SecretKey, engine: Arc<Engine>, store: Arc<Store>, capacity: Capacity, cfg: MarketConfig) -> anyhow::Result<Arc<Market>> {
         let node = Node::start(&key, None).await.context("start the libp2p node")?;
-        let (ask, ask_price, calibration) = match store.latest_calibration() {
-            Ok(Some(rec)) => (rec.rates, rec.price_per_second.0, Some(rec.summary())),
-            _ => (default_rates(cfg.price_per_second, &capacity), cfg.price_per_second.0, None),
-        };
+        let uncalibrated = default_rates(cfg.price_per_second, &capacity);
         let chain = Arc::new(Chain::new(&cfg.rpc));
         let ssh = crate::ssh::SshServer::new(engine.clone());
         tokio::spawn(ssh.clone().serve_tunnels(node.tunnels()?));
-        Ok(Arc::new(Market { key, chain, engine, store, node, cfg, capacity, used: Mutex::new(Used::default()), ask, ask_price, calibration, ssh }))
+        Ok(Arc::new(Market { key, chain, engine, store, node, cfg, capacity, used: Mutex::new(Used::default()), uncalibrated, ssh }))
     }
 
-    /// The asking rates for new offers: `ask`, scaled to the price set by
-    /// the control API if it set one.
+    /// The asking rates for new offers: the calibration's (or the
+    /// uncalibrated ones), scaled to the asking price in force (SetPrice's,
+    /// else the configured price).
     fn asking(&self) -> Rates {
-        match self.cfg.control.price_per_second() {
-            Some(p) if p != self.ask_price => scale(&self.ask, p, self.ask_price),
-            _ => self.ask,
+        let (ask, ask_price) = match self.cfg.control.calibration() {
+            Some(c) => (c.rates, c.price_per_second),
+            None => (self.uncalibrated, self.cfg.price_per_second.0),
+        };
+        match self.cfg.control.effective_price() {
+            p if p != ask_price && ask_price > 0 => scale(&ask, p, ask_price),
+            _ => ask,
         }
+    }
+
+    /// The calibration summary new offers carry.
+    fn calibration(&self) -> Option<CalibrationSummary> {
+        self.cfg.control.calibration().map(|c| c.summary)
     }
 
     fn reserve(&self) -> Rates {
@@ -133,7 +146,10 @@ impl Market {
         let n = free(self.capacity.memory_bytes.min(lim.memory_bytes), u.memory_bytes, r.memory_bytes)
             .min(free((self.capacity.cpu_millicores as u64).min(lim.cpu_millicores), u.cpu_millicores, r.cpu_millicores as u64))
             .min(free(self.capacity.disk_bytes.min(lim.disk_bytes), u.disk_bytes, r.disk_bytes))
-            .min(r.count as u64) as u32;
+            .min(r.count as u64)
+            .min(self.cfg.max_contracts.saturating_sub(u.containers) as u64) as u32;
+        u.containers += n;
+        self.cfg.control.reserve(n);
         u.memory_bytes += r.memory_bytes * n as u64;
         u.cpu_millicores += r.cpu_millicores as u64 * n as u64;
         u.disk_bytes += r.disk_bytes * n as u64;
@@ -143,6 +159,8 @@ impl Market {
     fn release(&self, ann: &Announcement, n: u32) {
         let r = &ann.requirements;
         let mut u = self.used.lock().unwrap();
+        u.containers = u.containers.saturating_sub(n);
+        self.cfg.control.unreserve(n);
         u.memory_bytes = u.memory_bytes.saturating_sub(r.memory_bytes * n as u64);
         u.cpu_millicores = u.cpu_millicores.saturating_sub(r.cpu_millicores as u64 * n as u64);
         u.disk_bytes = u.disk_bytes.saturating_sub(r.disk_bytes * n as u64);
@@ -217,6 +235,12 @@ impl Market {
         let n = self.take(&ann);
         if n == 0 {
             tracing::info!("announcement {} does not fit the free capacity", ann.id);
+            return;
+        }
+        // A Recalibrate that started meanwhile wins (see Control::reserve).
+        if let Some(why) = self.cfg.control.declines() {
+            self.release(&ann, n);
+            tracing::info!("declining announcement {}: {why}", ann.id);
             return;
         }
         tokio::spawn(async move {

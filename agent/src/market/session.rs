@@ -96,7 +96,7 @@ async fn serve(m: Arc<Market>, ann: &Announcement, n: u32, mut s: zennet_net::Se
     // Offer and counter rounds.
     let spec = spec_of(&ann.requirements, &ann.publisher.to_string());
     let reserve = m.reserve();
-    let mut offer = Offer { round: 0, count: n, rates: m.asking(), calibration: m.calibration.clone() };
+    let mut offer = Offer { round: 0, count: n, rates: m.asking(), calibration: m.calibration() };
     s.send(&Msg::Offer(offer.clone())).await?;
     loop {
         match s.recv_within(STEP).await? {
@@ -285,6 +285,9 @@ fn check_terms(m: &Market, ann: &Announcement, spec: &ContainerSpec, agreed: &ze
         bail!("the spec differs from the announced requirements");
     }
     s.validate(&m.capacity).context("the spec")?;
+    if t.interval_ms < m.cfg.min_interval_ms {
+        bail!("metering interval {} ms is below this provider's shortest {} ms", t.interval_ms, m.cfg.min_interval_ms);
+    }
     if t.exposure_bound > m.cfg.max_exposure {
         bail!("exposure bound {} is above this provider's maximum {}", t.exposure_bound, m.cfg.max_exposure);
     }
