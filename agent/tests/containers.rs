@@ -204,9 +204,14 @@ fn isolation_from_the_host() {
     // Only the container's own processes are visible.
     let (_, out, _) = sh(&e, "i1", "ls /proc | grep -c '^[0-9]'");
     let n: u32 = out.trim().parse().unwrap();
-    assert!(n <= 4, "container sees {n} processes");
+    assert!(n <= 5, "container sees {n} processes");
     let (_, out, _) = sh(&e, "i1", "cat /proc/1/cmdline | tr '\\0' ' '");
-    assert!(out.starts_with("/bin/sleep"), "pid 1 is {out:?}");
+    assert!(out.starts_with("/bin/sh -c while"), "pid 1 is {out:?}");
+    // An orphan a session leaves behind is reaped by the init once it exits.
+    assert_eq!(sh(&e, "i1", "sleep 0.2 & exit 0").0, 0);
+    std::thread::sleep(Duration::from_millis(800));
+    let (_, out, _) = sh(&e, "i1", "grep -l '^State:.Z' /proc/[0-9]*/status | wc -l; for s in /proc/[0-9]*/status; do grep -E '^(Name|State|PPid)' $s | tr '\\n' ' '; echo; done");
+    assert!(out.starts_with("0\n"), "zombies left in the container: {out}");
     // Root inside is an unprivileged uid outside.
     let (_, out, _) = sh(&e, "i1", "cat /proc/self/uid_map");
     let cols: Vec<&str> = out.split_whitespace().collect();

@@ -171,10 +171,12 @@ def persist(name, disk):
             raise AssertionError(f"{vm.name}: expected boots=2, got {kv2.get('boots')}")
         vm.expect(r"Press Enter for a shell\.", 60)
         vm.send("\n")
-        out = shell(vm, "cat /var/lib/zennet/persist-test")
+        out = shell(vm, "cat /var/lib/zennet/persist-test; test -f /var/lib/zennet/agent.log && echo agent-log-$((40+2))")
         if f"persisted-{token}" not in out:
             raise AssertionError(f"{vm.name}: file written before the reboot is gone")
-        print(f"ok: {name}: file on the data partition survived a reboot "
+        if "agent-log-42" not in out:
+            raise AssertionError(f"{vm.name}: the agent's log file is not on the data partition")
+        print(f"ok: {name}: file on the data partition survived a reboot, the agent logs there "
               f"(boots=2, data_mb={kv['data_mb']} then {kv2['data_mb']})")
         return kv, kv2
     finally:

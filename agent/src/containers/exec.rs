@@ -239,7 +239,7 @@ fn final_process(plan: &ExecPlan, argv: &[CString], envp: &[CString], path_var: 
 /// runtime ignores SIGPIPE: left so, a command never sees its children exit
 /// (GNU parallel's remote wrapper waits for SIGCHLD forever) nor dies of a
 /// closed pipe.
-fn reset_signals() {
+pub(crate) fn reset_signals() {
     // Every number the kernel knows, the two glibc keeps for itself (32, 33:
     // its `signal` refuses them) and the real-time ones included; SIGKILL and
     // SIGSTOP just refuse. The kernel's own sigaction layout, all zero: SIG_DFL.
@@ -256,6 +256,23 @@ fn reset_signals() {
         unsafe { libc::syscall(libc::SYS_rt_sigaction, sig, &dfl as *const KernelSigaction, std::ptr::null_mut::<KernelSigaction>(), 8usize) };
     }
     let _ = SigSet::empty().thread_set_mask();
+}
+
+/// libcontainer's default workload executor, after [`reset_signals`]: a
+/// container's init would otherwise inherit the zygote's blocked SIGCHLD and
+/// never reap the orphans its sessions leave.
+#[derive(Clone)]
+pub(crate) struct CleanSignals;
+
+impl libcontainer::workload::Executor for CleanSignals {
+    fn exec(&self, spec: &oci_spec::runtime::Spec) -> Result<(), libcontainer::workload::ExecutorError> {
+        reset_signals();
+        libcontainer::workload::default::get_executor().exec(spec)
+    }
+
+    fn validate(&self, spec: &oci_spec::runtime::Spec) -> Result<(), libcontainer::workload::ExecutorValidationError> {
+        libcontainer::workload::default::get_executor().validate(spec)
+    }
 }
 
 /// Opens a pty pair from the container's devpts (mount namespace already joined).

@@ -58,6 +58,10 @@ pub struct EngineConfig {
     pub keep_containers_on_exit: bool,
 }
 
+/// The init of an idle container (every base offered has `/bin/sh`: busybox
+/// ash and Debian's dash both reap any child while `wait` blocks).
+pub const IDLE_INIT: &[&str] = &["/bin/sh", "-c", "while :; do sleep 2147483647 & wait $!; done"];
+
 impl EngineConfig {
     /// Per-container state directories.
     pub fn containers_dir(&self) -> PathBuf {
@@ -265,8 +269,12 @@ impl Engine {
     }
 
     /// Creates and starts a container whose init idles, ready for execs.
+    /// The init is [`IDLE_INIT`]: a shell waiting on a sleep, so that it
+    /// reaps the orphans the container's sessions leave (`nohup x &`, then
+    /// the session ends); a bare `sleep` as pid 1 would keep them as zombies,
+    /// each holding a slot of the container's pids limit.
     pub fn run_idle(&self, id: &str, spec: &ContainerSpec) -> Result<ContainerInfo, EngineError> {
-        self.create(id, spec, &["/bin/sleep", "2147483647"])?;
+        self.create(id, spec, IDLE_INIT)?;
         if let Err(e) = self.start(id) {
             let _ = self.delete(id);
             return Err(e);

@@ -205,6 +205,7 @@ impl Runtime {
             .with_stderr(OwnedFd::from(log2))
             .validate_id()
             .map_err(|e| e.to_string())?
+            .with_executor(super::exec::CleanSignals)
             .as_init(&bundle)
             .with_systemd(false)
             .with_detach(true)
@@ -486,6 +487,7 @@ impl Runtime {
             .with_stdin(null()?)
             .with_stdout(null()?)
             .with_stderr(null()?)
+            .with_executor(super::exec::CleanSignals)
             .as_init(bundle)
             .with_systemd(false)
             .with_detach(true)
