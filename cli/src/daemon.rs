@@ -215,7 +215,8 @@ impl Daemon {
         for l in r.ready_lines() {
             let _ = tx.send(l);
         }
-        let _ = tx.send(json!({"event": "hired", "ready": ready, "want": r.args.count, "hire_ms": r.hire_ms(), "job": r.job_id}));
+        let why = (ready < r.args.count as usize).then(|| r.job.shortfall());
+        let _ = tx.send(json!({"event": "hired", "ready": ready, "want": r.args.count, "hire_ms": r.hire_ms(), "job": r.job_id, "why": why}));
         let me = self.clone();
         tokio::spawn(async move {
             if ready > 0 {
@@ -292,6 +293,7 @@ pub fn rent(args: RentArgs, key_path: &Path, rpc: &str) -> anyhow::Result<()> {
     let json_out = args.json;
     let want = args.count;
     let mut ready = 0;
+    let mut why = String::new();
     let mut progress_shown = false;
     let req = Request::Rent { wallet: key.address().to_string(), args: Box::new(args) };
     request(&dir, &req, |v| {
@@ -309,6 +311,7 @@ pub fn rent(args: RentArgs, key_path: &Path, rpc: &str) -> anyhow::Result<()> {
             }
             Some("hired") => {
                 ready = v["ready"].as_u64().unwrap_or(0);
+                why = v["why"].as_str().unwrap_or("").to_string();
                 if json_out {
                     println!("{v}");
                 }
@@ -321,7 +324,7 @@ pub fn rent(args: RentArgs, key_path: &Path, rpc: &str) -> anyhow::Result<()> {
         eprintln!();
     }
     if ready < want as u64 {
-        bail!("{ready} of {want} containers were ready in time (`zennet ls` shows them; `zennet stop` settles)");
+        bail!("{why} (`zennet ls` shows the fleet; `zennet stop` settles)");
     }
     if !json_out {
         eprintln!("zennet: reach them with `ssh -F {} zn-1`; `zennet ls`, `zennet stop` when done", dir.join("ssh_config").display());

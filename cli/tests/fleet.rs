@@ -2,7 +2,8 @@
 //! a devnet, four agents, `zennet -n 4 -m 64M` handing the fleet to the
 //! background daemon, then plain ssh to every host, the files for existing
 //! tools, `ls`, `bill`, `run --replicas`, `drop --worst`, `stop`, and a
-//! `--budget` that stops a fleet by itself with no overspend on chain.
+//! `--budget` that stops a fleet by itself with no overspend on chain, and
+//! the error of a fleet nobody serves.
 mod common;
 
 use common::{bin, devnet_wallet_agents, is_root, Devnet};
@@ -139,5 +140,15 @@ fn a_fleet_is_hired_used_by_tools_pruned_replicated_and_stopped() {
     let chs: Vec<_> = channels.iter().map(|c| chain.channel(&zennet_protocol::tx::Hash32::from_hex(c).unwrap()).unwrap().unwrap()).collect();
     let paid: u64 = chs.iter().map(|c| c.paid.0).sum();
     assert!(paid <= budget_base, "the channels paid {paid}, the budget was {budget_base}: {chs:?}");
+
+    // A fleet nobody serves fails with what was announced and what went wrong.
+    let o = zennet(&net, &wallet, &home, &state, &["-n", "1", "-m", "64M", "--image", "nosuchbase", "--timeout", "3"]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("0 of 1 containers ready; announced 1 x 64 MiB") && err.contains("image nosuchbase"), "{err}");
+    assert!(wait_daemon_gone(&state, Duration::from_secs(10)));
+    let o = zennet(&net, &wallet, &home, &state, &["-n", "1", "-m", "64M", "--max-price", "0.00000001", "--timeout", "4"]);
+    let err = text(&o.stderr);
+    assert!(!o.status.success() && err.contains("made offers") && err.contains("what failed: "), "{err}");
+    assert!(wait_daemon_gone(&state, Duration::from_secs(10)));
     drop(agents);
 }

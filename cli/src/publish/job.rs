@@ -107,10 +107,43 @@ pub struct Job {
     /// Providers that opened a session, and those that made an offer.
     pub(crate) sessions: std::sync::atomic::AtomicU32,
     pub(crate) offers: std::sync::atomic::AtomicU32,
+    /// What was announced, in words (for errors).
+    pub announced: String,
+    /// Why the latest sessions ended without a container (newest last).
+    pub(crate) refusals: Mutex<Vec<String>>,
     pub stop: watch::Sender<bool>,
 }
 
+/// How many session failures a job keeps for its error message.
+const REFUSALS_KEPT: usize = 5;
+
 impl Job {
+    /// Keeps why a provider's session ended badly (the newest few, no repeats).
+    pub(crate) fn note_refusal(&self, why: String) {
+        let mut r = self.refusals.lock().unwrap();
+        r.retain(|w| *w != why);
+        r.push(why);
+        let excess = r.len().saturating_sub(REFUSALS_KEPT);
+        r.drain(..excess);
+    }
+
+    /// Why fewer containers than wanted are ready: what was announced, who
+    /// answered, and what went wrong with those who did.
+    pub fn shortfall(&self) -> String {
+        let ready = self.reachable();
+        let (sessions, offers) = (self.sessions.load(std::sync::atomic::Ordering::Relaxed), self.offers.load(std::sync::atomic::Ordering::Relaxed));
+        let mut s = format!("{ready} of {} containers ready; announced {}", self.want, self.announced);
+        if sessions == 0 {
+            s.push_str("; no provider answered (none online on this chain, or none with that much free memory, cpu and disk, or the image)");
+        } else {
+            s.push_str(&format!("; {sessions} providers answered, {offers} made offers"));
+            let r = self.refusals.lock().unwrap();
+            if !r.is_empty() {
+                s.push_str(&format!("; what failed: {}", r.join("; ")));
+            }
+        }
+        s
+    }
     /// Hands out up to `n` container indices not yet given to anyone.
     pub(crate) fn assign(&self, n: u32) -> Vec<u32> {
         let mut next = self.next_index.lock().unwrap();

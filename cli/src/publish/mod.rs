@@ -154,7 +154,7 @@ async fn foreground(args: RentArgs, key: SecretKey, rpc: &str, records: record::
     }
     let want = r.args.count as usize;
     if ready < want {
-        eprintln!("zennet: only {ready} of {want} containers ready within {} s", r.args.timeout);
+        eprintln!("zennet: within {} s: {}", r.args.timeout, r.job.shortfall());
     }
     for line in r.ready_lines() {
         print_ready(&line, json_out);
@@ -172,10 +172,11 @@ async fn foreground(args: RentArgs, key: SecretKey, rpc: &str, records: record::
         })
         .await;
     }
+    let shortfall = (ready < want).then(|| r.job.shortfall());
     let done = r.finish().await;
     print_done(&done, json_out);
-    if ready < want {
-        bail!("{ready} of {want} containers were ready within {} s", r.args.timeout);
+    if let Some(why) = shortfall {
+        bail!("within {} s: {why}", r.args.timeout);
     }
     Ok(())
 }

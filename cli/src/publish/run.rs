@@ -159,7 +159,8 @@ pub async fn start(args: RentArgs, key: SecretKey, rpc: &str, records: record::R
     })
     .await?
     .context("announce the job")?;
-    eprintln!("zennet: announced job {job_id} ({ann}): {} x {} MiB, {} cpus, ceiling {ceiling} per hour", args.count, spec.memory_bytes >> 20, args.cpus);
+    let announced = format!("{} x {} MiB, {} cpus, {} MiB disk, image {}, ceiling {ceiling} per hour", args.count, spec.memory_bytes >> 20, args.cpus, spec.disk_bytes >> 20, spec.base);
+    eprintln!("zennet: announced job {job_id} ({ann}): {announced}");
 
     let (stop, _) = watch::channel(false);
     let job = Arc::new(Job {
@@ -182,6 +183,8 @@ pub async fn start(args: RentArgs, key: SecretKey, rpc: &str, records: record::R
         stop_reason: Mutex::new(None),
         sessions: Default::default(),
         offers: Default::default(),
+        announced,
+        refusals: Mutex::new(Vec::new()),
         stop,
     });
     let j2 = job.clone();
@@ -194,8 +197,9 @@ pub async fn start(args: RentArgs, key: SecretKey, rpc: &str, records: record::R
                     let Some(s) = s else { break };
                     let (j, peer) = (j2.clone(), s.peer_key.address());
                     set.spawn(async move {
-                        if let Err(e) = session::serve(j, s).await {
+                        if let Err(e) = session::serve(j.clone(), s).await {
                             eprintln!("zennet: provider {peer}: {e:#}");
+                            j.note_refusal(format!("{e:#}"));
                         }
                     });
                 }
