@@ -134,7 +134,7 @@ impl Job {
         let (sessions, offers) = (self.sessions.load(std::sync::atomic::Ordering::Relaxed), self.offers.load(std::sync::atomic::Ordering::Relaxed));
         let mut s = format!("{ready} of {} containers ready; announced {}", self.want, self.announced);
         if sessions == 0 {
-            s.push_str("; no provider answered (none online on this chain, or none with that much free memory, cpu and disk, or the image)");
+            s.push_str("; no provider answered (none online on this chain, none with that much free memory, cpu and disk or that image, or the ceiling is below every provider's reserve price)");
         } else {
             s.push_str(&format!("; {sessions} providers answered, {offers} made offers"));
             let r = self.refusals.lock().unwrap();
