@@ -149,6 +149,19 @@ def shell(vm, command, timeout=60):
     return vm.buf[:vm.pos]
 
 
+def agent_address(vm, timeout):
+    """The address on the agent's ready line, wherever it is in the console output."""
+    rx = re.compile(r"^zennet-agent ready.*?address=(\S+)", re.M)
+    m = rx.search(vm.buf)
+    if not m:
+        saved, vm.pos = vm.pos, 0
+        try:
+            m = vm.expect(rx, timeout)
+        finally:
+            vm.pos = max(saved, vm.pos)
+    return m.group(1)
+
+
 def persist(name, disk):
     token = secrets.token_hex(8)
     vm = Vm(name + "-1", ["--image", disk, "--uefi"])
@@ -157,6 +170,7 @@ def persist(name, disk):
         if kv.get("boots") != "1":
             raise AssertionError(f"{vm.name}: expected boots=1, got {kv.get('boots')}")
         ready(vm)
+        address = agent_address(vm, 10)
         vm.expect(r"Press Enter for a shell\.", 60)
         vm.send("\n")
         shell(vm, f"echo persisted-{token} > /var/lib/zennet/persist-test; sync")
@@ -176,7 +190,10 @@ def persist(name, disk):
             raise AssertionError(f"{vm.name}: file written before the reboot is gone")
         if "agent-log-42" not in out:
             raise AssertionError(f"{vm.name}: the agent's log file is not on the data partition")
-        print(f"ok: {name}: file on the data partition survived a reboot, the agent logs there "
+        address2 = agent_address(vm, BOOT_TIMEOUT)
+        if address2 != address:
+            raise AssertionError(f"{vm.name}: the agent's identity changed over the reboot: {address} then {address2}")
+        print(f"ok: {name}: file on the data partition and the agent's identity {address} survived a reboot, the agent logs there "
               f"(boots=2, data_mb={kv['data_mb']} then {kv2['data_mb']})")
         return kv, kv2
     finally:
