@@ -151,7 +151,8 @@ def shell(vm, command, timeout=60):
 
 def agent_address(vm, timeout):
     """The address on the agent's ready line, wherever it is in the console output."""
-    rx = re.compile(r"^zennet-agent ready.*?address=(\S+)", re.M)
+    # Not anchored: on a reboot it can follow the console shell's prompt on one line.
+    rx = re.compile(r"zennet-agent ready .*?address=(xen1[0-9a-z]+)")
     m = rx.search(vm.buf)
     if not m:
         saved, vm.pos = vm.pos, 0

@@ -114,6 +114,20 @@ pub struct Job {
     pub stop: watch::Sender<bool>,
 }
 
+/// The words of [`Job::shortfall`].
+fn shortfall_text(ready: usize, want: u32, announced: &str, sessions: u32, offers: u32, refusals: &[String]) -> String {
+    let mut s = format!("{ready} of {want} containers ready; announced {announced}");
+    if sessions == 0 {
+        s.push_str("; no provider answered (none online on this chain, none with that much free memory, cpu and disk or that image, or the ceiling is below every provider's reserve price)");
+    } else {
+        s.push_str(&format!("; {sessions} providers answered, {offers} made offers"));
+        if !refusals.is_empty() {
+            s.push_str(&format!("; what failed: {}", refusals.join("; ")));
+        }
+    }
+    s
+}
+
 /// How many session failures a job keeps for its error message.
 const REFUSALS_KEPT: usize = 5;
 
@@ -130,20 +144,10 @@ impl Job {
     /// Why fewer containers than wanted are ready: what was announced, who
     /// answered, and what went wrong with those who did.
     pub fn shortfall(&self) -> String {
-        let ready = self.reachable();
         let (sessions, offers) = (self.sessions.load(std::sync::atomic::Ordering::Relaxed), self.offers.load(std::sync::atomic::Ordering::Relaxed));
-        let mut s = format!("{ready} of {} containers ready; announced {}", self.want, self.announced);
-        if sessions == 0 {
-            s.push_str("; no provider answered (none online on this chain, none with that much free memory, cpu and disk or that image, or the ceiling is below every provider's reserve price)");
-        } else {
-            s.push_str(&format!("; {sessions} providers answered, {offers} made offers"));
-            let r = self.refusals.lock().unwrap();
-            if !r.is_empty() {
-                s.push_str(&format!("; what failed: {}", r.join("; ")));
-            }
-        }
-        s
+        shortfall_text(self.reachable(), self.want, &self.announced, sessions, offers, &self.refusals.lock().unwrap())
     }
+
     /// Hands out up to `n` container indices not yet given to anyone.
     pub(crate) fn assign(&self, n: u32) -> Vec<u32> {
         let mut next = self.next_index.lock().unwrap();
@@ -246,3 +250,17 @@ impl Job {
     }
 }
 
+
+#[cfg(test)]
+mod tests {
+    use super::shortfall_text;
+
+    #[test]
+    fn a_shortfall_says_what_was_announced_and_what_failed() {
+        let none = shortfall_text(0, 4, "4 x 64 MiB", 0, 0, &[]);
+        assert!(none.starts_with("0 of 4 containers ready; announced 4 x 64 MiB; no provider answered"), "{none}");
+        let why = ["provider xen1a declined: below the reserve".to_string(), "provider xen1b: offer costs 9 per hour at full load, above the ceiling 1".to_string()];
+        let some = shortfall_text(1, 4, "4 x 64 MiB", 2, 2, &why);
+        assert_eq!(some, "1 of 4 containers ready; announced 4 x 64 MiB; 2 providers answered, 2 made offers; what failed: provider xen1a declined: below the reserve; provider xen1b: offer costs 9 per hour at full load, above the ceiling 1");
+    }
+}
