@@ -341,6 +341,28 @@ pub fn demo(args: RunArgs) -> Result<()> {
         }
     }
     engine.delete(&id)?;
+    drop(engine);
+    remove_cgroup_parent_dirs("zennet-demo");
     println!("container {id} removed");
     Ok(())
+}
+
+/// Removes the (empty) cgroup parent `name` and its zygote's group from
+/// every hierarchy, waiting up to a second for the engine to let go.
+fn remove_cgroup_parent_dirs(name: &str) {
+    let root = std::path::Path::new("/sys/fs/cgroup");
+    let mut dirs = Vec::new();
+    for n in [format!("{name}.zygote"), name.to_string()] {
+        dirs.push(root.join(&n));
+        if let Ok(rd) = std::fs::read_dir(root) {
+            dirs.extend(rd.flatten().map(|e| e.path().join(&n)));
+        }
+    }
+    for _ in 0..20 {
+        dirs.retain(|d| d.exists() && std::fs::remove_dir(d).is_err());
+        if dirs.is_empty() {
+            return;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
 }
