@@ -152,7 +152,8 @@ def shell(vm, command, timeout=60):
 def agent_address(vm, timeout):
     """The address on the agent's ready line, wherever it is in the console output."""
     # Not anchored: on a reboot it can follow the console shell's prompt on one line.
-    rx = re.compile(r"zennet-agent ready .*?address=(xen1[0-9a-z]+)")
+    # The whole address: up to the end of its line (a read may end mid-line).
+    rx = re.compile(r"zennet-agent ready .*?address=(xen1[0-9a-z]+)[ \t]*\n")
     m = rx.search(vm.buf)
     if not m:
         saved, vm.pos = vm.pos, 0
