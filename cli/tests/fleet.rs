@@ -6,19 +6,11 @@
 //! the error of a fleet nobody serves.
 mod common;
 
-use common::{bin, devnet_wallet_agents, is_root, Devnet};
+use common::{devnet_wallet_agents, is_root, text, zennet};
 use serde_json::Value;
 use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
-
-fn zennet(net: &Devnet, wallet: &Path, home: &Path, state: &Path, args: &[&str]) -> Output {
-    Command::new(bin("zennet")).arg("--wallet").arg(wallet).args(["--rpc", &net.rpc, "--state-dir"]).arg(state).args(args).env("HOME", home).env("ZENNET_DAEMON_IDLE_SECS", "2").output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 fn json_lines(o: &Output) -> Vec<Value> {
     text(&o.stdout).lines().filter_map(|l| serde_json::from_str(l).ok()).collect()

@@ -7,20 +7,12 @@
 //! seed's `run --replicas 3 -- sha256sum /etc/os-release`, and `stop`.
 mod common;
 
-use common::{bin, dev_keys, devnet, is_root, write_key, Agent, Devnet};
+use common::{dev_keys, devnet, is_root, text, write_key, zennet, Agent};
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::Instant;
-
-fn zennet(net: &Devnet, wallet: &Path, home: &Path, state: &Path, args: &[&str]) -> Output {
-    Command::new(bin("zennet")).arg("--wallet").arg(wallet).args(["--rpc", &net.rpc, "--state-dir"]).arg(state).args(args).env("HOME", home).output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
 
 /// Four agents whose bases dir offers `debian` (a link to the built base;
 /// each agent makes its own busybox base next to it).

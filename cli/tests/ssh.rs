@@ -3,7 +3,7 @@
 //! rent` holding the tunnels, and `ssh`, `scp`, `sftp` against its ports.
 mod common;
 
-use common::{devnet_wallet_agents, is_root};
+use common::{devnet_wallet_agents, is_root, text};
 use serde_json::Value;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::process::CommandExt;
@@ -65,10 +65,6 @@ impl Drop for Rent {
 /// `ssh -F CONFIG zn-1 CMD`, batch mode.
 fn ssh(r: &Rent, extra: &[&str], cmd: &str) -> Output {
     Command::new("ssh").arg("-F").arg(r.config()).args(["-o", "BatchMode=yes", "-o", "ConnectTimeout=20"]).args(extra).arg("zn-1").arg(cmd).output().unwrap()
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
 }
 
 fn sha256(p: &Path) -> String {

@@ -203,3 +203,14 @@ pub fn unmount_under(dir: &Path) {
         let _ = Command::new("umount").arg(m).status();
     }
 }
+
+/// `zennet` with this test's wallet, chain, HOME and publisher state dir
+/// (the daemon lingers only 2 s without a fleet).
+pub fn zennet(net: &Devnet, wallet: &Path, home: &Path, state: &Path, args: &[&str]) -> std::process::Output {
+    Command::new(bin("zennet")).arg("--wallet").arg(wallet).args(["--rpc", &net.rpc, "--state-dir"]).arg(state).args(args).env("HOME", home).env("ZENNET_DAEMON_IDLE_SECS", "2").output().unwrap()
+}
+
+/// Bytes as text, lossily.
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
