@@ -50,6 +50,10 @@ pub struct RunArgs {
     /// Calibration run length in seconds instead of the mode's.
     #[arg(long, hide = true)]
     pub calibration_seconds: Option<f64>,
+    /// This machine's network capacity for calibration, Mbit/s [default:
+    /// `calibration.network_mbps`, else the default route's interface speed, else 1000].
+    #[arg(long, value_name = "MBPS")]
+    pub calibration_network_mbps: Option<u64>,
     /// Cgroup (v2) or per-controller group (v1) under which containers live;
     /// two agents on one host need two.
     #[arg(long, default_value = "zennet")]
@@ -116,6 +120,7 @@ impl Default for RunArgs {
             calibrate_quick: false,
             calibration_runs: None,
             calibration_seconds: None,
+            calibration_network_mbps: None,
             cgroup_parent: "zennet".into(),
             rpc: None,
             price_per_second: None,
@@ -203,6 +208,7 @@ fn calibrate_if_needed(args: &RunArgs) -> Result<()> {
     if let Some(t) = args.calibration_seconds {
         cfg.seconds = t;
     }
+    cfg.network_mbps = args.calibration_network_mbps;
     cfg.price_per_second = zennet_protocol::Amount(settings.price_per_second.unwrap_or(args.price()));
     cfg.seed = calibrate::clock_seed();
     cfg.work_dir = args.state_dir.join("calibrate");

@@ -98,11 +98,14 @@ impl Default for Limits {
 pub struct Calibration {
     pub max_age_hours: u64,
     pub quick: bool,
+    /// The machine's network capacity, Mbit/s (0: the default route's
+    /// interface speed, else 1000).
+    pub network_mbps: u64,
 }
 
 impl Default for Calibration {
     fn default() -> Self {
-        Calibration { max_age_hours: 168, quick: false }
+        Calibration { max_age_hours: 168, quick: false, network_mbps: 0 }
     }
 }
 
@@ -188,6 +191,10 @@ impl Config {
             if v == 0 {
                 return Err((k, "0".into(), "must be above zero".into()));
             }
+        }
+        let max_mbps = crate::calibrate::kernels::MAX_BYTES_PER_S / 125_000;
+        if self.calibration.network_mbps > max_mbps {
+            return Err(("calibration.network_mbps", self.calibration.network_mbps.to_string(), format!("must be 0 (detect) ..={max_mbps}")));
         }
         if !self.metrics.listen.is_empty() && self.metrics.listen.parse::<SocketAddr>().is_err() {
             return Err(("metrics.listen", format!("{:?}", self.metrics.listen), "must be empty (off) or ip:port".into()));

@@ -47,6 +47,21 @@ enum Cmd {
     BenchControl(cli::BenchControlArgs),
     #[command(flatten)]
     Control(zennet_agent::api::client::Command),
+    /// Internal: a built-in calibration kernel (run by `calibrate` in a run's cgroup).
+    #[command(hide = true)]
+    CalibrateKernel {
+        /// Which kernel: `net-paced`.
+        name: String,
+        /// Pace, bytes per second.
+        #[arg(long)]
+        bytes_per_second: u64,
+        /// Stop after this many seconds even without SIGINT.
+        #[arg(long, default_value_t = 120)]
+        timeout: u64,
+        /// Where to write the metrics (stress-ng's --yaml layout).
+        #[arg(long)]
+        yaml: PathBuf,
+    },
     /// Internal: the container engine's zygote (spawned by the agent).
     #[command(hide = true)]
     Zygote,
@@ -72,6 +87,10 @@ fn main() -> Result<()> {
             println!("base {name} ready at {}", dest.display());
             Ok(())
         }
+        Cmd::CalibrateKernel { name, bytes_per_second, timeout, yaml } => match name.as_str() {
+            "net-paced" => zennet_agent::calibrate::kernels::net_paced(bytes_per_second, std::time::Duration::from_secs(timeout), &yaml),
+            other => anyhow::bail!("unknown calibration kernel {other:?}: the built-in one is net-paced"),
+        },
         Cmd::Run(a) => cli::run(a),
         Cmd::Demo(a) => cli::demo(a),
         Cmd::BenchContainers(a) => cli::bench_containers(a),

@@ -397,6 +397,8 @@ mod tests {
             rates: Rates::zero(),
             scores: vec![],
             elapsed_s: 1.0,
+            network_bytes_per_s: 125_000_000,
+            mem_hold_bytes: 1 << 30,
         }
     }
 

@@ -27,13 +27,9 @@ fn quick_calibration_prices_every_component_that_moved_and_cleans_up() {
     let dir = tempfile::Builder::new().prefix("zcal-").tempdir_in("/var/tmp").unwrap();
     let store = dir.path().join("agent.redb");
     let out = Command::new(exe())
-        .args(["calibrate", "--quick", "--json", "--seed", "42", "--price-per-second", "0.001"])
-        // A provider that prices memory, disk and network work above plain
-        // cpu work (at one price for all, memory and network ride free on
-        // the cpu of full-load runs and may fit to zero).
-        .args(["--benchmark-price", "mem-bandwidth=0.0015", "--benchmark-price", "mem-latency=0.0015"])
-        .args(["--benchmark-price", "disk-seq=0.002", "--benchmark-price", "disk-rand=0.002"])
-        .args(["--benchmark-price", "net-loopback=0.0015"])
+        // One price for the whole machine: memory and the network are priced
+        // through the capacity benchmarks (mem-hold, paced net-loopback).
+        .args(["calibrate", "--quick", "--json", "--seed", "42", "--price-per-second", "0.001", "--network-mbps", "400"])
         .arg("--state-dir")
         .arg(dir.path())
         .arg("--store")
@@ -68,6 +64,17 @@ fn quick_calibration_prices_every_component_that_moved_and_cleans_up() {
     assert!(rec.runs.iter().all(|r| r.usage.get(UsageComponent::WallNs) > 0));
     // The scores cover the benchmarks that ran.
     assert!(!rec.scores.is_empty() && rec.scores.iter().all(|s| s.avg > 0.0 && s.min <= s.avg && s.avg <= s.max));
+    // The capacity benchmarks: the stream kept its pace (400 Mbit/s), and
+    // mem-hold held memory (its score) of the size recorded.
+    assert_eq!(rec.network_bytes_per_s, 50_000_000);
+    let score = |b: &str| rec.scores.iter().find(|s| s.benchmark == b).unwrap_or_else(|| panic!("no {b} score: {:?}", rec.scores)).clone();
+    let net = score("net-loopback");
+    assert!((net.avg / 50e6 - 1.0).abs() < 0.1, "net-loopback at {} B/s, paced at 50e6", net.avg);
+    assert_eq!(net.unit, "B/s");
+    let held = score("mem-hold");
+    assert!(held.max > 0.25 * rec.mem_hold_bytes as f64 && held.max <= 1.2 * rec.mem_hold_bytes as f64, "mem-hold held {} of {}", held.max, rec.mem_hold_bytes);
+    // A segment of a capacity benchmark is priced by its own usage.
+    assert!(rec.runs.iter().flat_map(|r| &r.segments).all(|s| s.usage.is_some()), "every segment records its usage");
     // The summary for offers validates.
     rec.summary().validate().unwrap();
 
@@ -92,6 +99,7 @@ fn bad_options_are_refused_with_a_clear_error() {
         (&["--price-per-second", "abc"][..], "--price-per-second"),
         (&["--price-per-second", "0"][..], "above zero"),
         (&["--benchmark-price", "gpu=1"][..], "unknown benchmark"),
+        (&["--network-mbps", "0"][..], "--network-mbps"),
     ] {
         let out = Command::new(exe()).args(["calibrate", "--no-store"]).args(args).output().unwrap();
         assert!(!out.status.success(), "{args:?} accepted");

@@ -30,6 +30,8 @@ pub struct Recalibration {
     /// Runs and run length instead of the mode's (tests, slow machines).
     pub runs: Option<usize>,
     pub seconds: Option<f64>,
+    /// Network capacity, Mbit/s (`calibration.network_mbps`).
+    pub network_mbps: Option<u64>,
 }
 
 impl Recalibration {
@@ -45,6 +47,9 @@ impl Recalibration {
         }
         if let Some(s) = self.seconds {
             c.args(["--seconds", &s.to_string()]);
+        }
+        if let Some(m) = self.network_mbps {
+            c.args(["--network-mbps", &m.to_string()]);
         }
         c
     }

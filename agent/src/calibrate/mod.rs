@@ -1,13 +1,18 @@
 //! Calibration: the seed's Algorithm 1 on this machine. Runs the canonical
 //! benchmarks ([`bench`]) with seeded random mixes, each run in its own
 //! cgroup ([`sandbox`]) for `T` seconds, samples the usage vector, and fits
-//! per-component rates `r = s V+` ([`fit`]). Owns the [`CalibrationRecord`]
+//! per-component rates `r = s V+` ([`fit`]) from each run's price
+//! ([`price`]). Owns the [`CalibrationRecord`]
 //! (everything measured: `V`, `s`, `r`, singular values, residual,
 //! leave-one-out errors, scores) and the hardware [`fingerprint`].
 
 pub mod bench;
 pub mod fit;
+pub mod kernels;
+pub mod price;
 pub mod sandbox;
+
+pub use price::{prices, Capacity, PriceBasis};
 
 use anyhow::{bail, Context, Result};
 use ndarray::{Array1, Array2};
@@ -43,6 +48,11 @@ pub struct Config {
     pub min_segment_s: f64,
     /// Scratch directory (created and removed).
     pub work_dir: PathBuf,
+    /// The machine's network capacity, Mbit/s (None: the default route's
+    /// interface speed, else 1000).
+    pub network_mbps: Option<u64>,
+    /// The program holding the built-in kernels (None: this one).
+    pub kernel_exe: Option<PathBuf>,
 }
 
 impl Config {
@@ -66,6 +76,8 @@ impl Config {
             threshold: 0.05,
             min_segment_s: 0.5,
             work_dir: PathBuf::from("/var/lib/zennet/calibrate"),
+            network_mbps: None,
+            kernel_exe: None,
         }
     }
 
@@ -94,27 +106,23 @@ impl Config {
         if !(self.threshold > 0.0 && self.threshold < 1.0) {
             bail!("singular value threshold {} must be in (0, 1)", self.threshold);
         }
+        if let Some(m) = self.network_mbps {
+            if m == 0 || m * 125_000 > kernels::MAX_BYTES_PER_S {
+                bail!("--network-mbps {m} out of range: 1..={}", kernels::MAX_BYTES_PER_S / 125_000);
+            }
+        }
         Ok(())
+    }
+
+    /// The network capacity `net-loopback` is paced at, bytes per second.
+    pub fn network_bytes_per_s(&self) -> u64 {
+        self.network_mbps.unwrap_or_else(|| default_route_mbps().unwrap_or(DEFAULT_NETWORK_MBPS)) * 125_000
     }
 
     /// Price per second of one benchmark, base units.
     pub fn price_of(&self, benchmark: &str) -> Amount {
         self.benchmark_prices.get(benchmark).copied().unwrap_or(self.price_per_second)
     }
-}
-
-/// How a run's seconds are counted when it is priced.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
-#[serde(rename_all = "snake_case")]
-pub enum PriceBasis {
-    /// Seconds of the machine the run had: wall seconds times the share of
-    /// the machine's cpu that other processes' user time left free during
-    /// the segment. On an idle machine this is wall time;
-    /// on a busy one a run is not charged for the part someone else held.
-    #[default]
-    Work,
-    /// Wall-clock seconds: `s = t T` literally.
-    Wall,
 }
 
 /// A segment as it ran.
@@ -130,6 +138,9 @@ pub struct SegmentRecord {
     /// Share of the machine's cpu not taken by other processes, 0..=1.
     #[serde(default)]
     pub available_share: Option<f64>,
+    /// Usage over the segment (what a capacity benchmark is priced by).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<UsageVector>,
 }
 
 /// One run: its parameters, usage and price.
@@ -158,30 +169,6 @@ impl RunRecord {
         }
         r
     }
-
-    /// The run's price per second (base units): each segment at its
-    /// benchmark's price for its length (wall seconds, or the seconds of
-    /// the machine had free, see [`PriceBasis`]), the gaps between segments at `t` on the
-    /// wall basis and free on the work basis, over the run's length. With
-    /// one price `t` on an idle machine this is `t` (the seed's `s = t 1`).
-    pub fn price(&self, t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis) -> f64 {
-        let total = self.seconds().max(1e-9);
-        let seconds_of = |s: &SegmentRecord| match basis {
-            PriceBasis::Work => s.actual_seconds * s.available_share.unwrap_or(1.0),
-            PriceBasis::Wall => s.actual_seconds,
-        };
-        let priced: f64 = self.segments.iter().map(|s| price_of(&s.plan.benchmark).0 as f64 * seconds_of(s)).sum();
-        let gaps = match basis {
-            PriceBasis::Wall => t.0 as f64 * (total - self.segments.iter().map(|s| s.actual_seconds).sum::<f64>()).max(0.0),
-            PriceBasis::Work => 0.0,
-        };
-        (priced + gaps) / total
-    }
-}
-
-/// Prices per second of every run of `runs` (`s`).
-pub fn prices(runs: &[RunRecord], t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis) -> Vec<f64> {
-    runs.iter().map(|r| r.price(t, price_of, basis)).collect()
 }
 
 /// Everything a calibration measured and fitted.
@@ -220,11 +207,22 @@ pub struct CalibrationRecord {
     pub scores: Vec<ScoreSummary>,
     /// Wall time of the whole calibration, seconds.
     pub elapsed_s: f64,
+    /// Network capacity `net-loopback` was paced at, bytes per second.
+    #[serde(default)]
+    pub network_bytes_per_s: u64,
+    /// Bytes `mem-hold` held.
+    #[serde(default)]
+    pub mem_hold_bytes: u64,
 }
 
 impl CalibrationRecord {
     /// Current layout.
     pub const VERSION: u16 = 1;
+
+    /// The capacities capacity benchmarks' shares are taken of.
+    pub fn capacity(&self) -> Capacity {
+        Capacity { cores: self.fingerprint.cores, memory_bytes: self.fingerprint.memory_bytes, network_bytes_per_s: self.network_bytes_per_s }
+    }
 
     /// `V`, one row per run.
     pub fn v(&self) -> Array2<f64> {
@@ -259,6 +257,24 @@ pub struct Progress<'a> {
     pub of: usize,
     /// Benchmark now running.
     pub benchmark: &'a str,
+}
+
+/// Network capacity assumed when the default route's interface does not
+/// tell its speed (virtual NICs say -1), Mbit/s.
+pub const DEFAULT_NETWORK_MBPS: u64 = 1000;
+
+/// Speed of the interface of the default IPv4 route, Mbit/s, if it tells.
+pub fn default_route_mbps() -> Option<u64> {
+    let routes = std::fs::read_to_string("/proc/net/route").ok()?;
+    let iface = routes.lines().skip(1).map(|l| l.split_whitespace().collect::<Vec<_>>()).find(|f| f.len() > 2 && f[1] == "00000000")?.first()?.to_string();
+    let speed: i64 = std::fs::read_to_string(format!("/sys/class/net/{iface}/speed")).ok()?.trim().parse().ok()?;
+    u64::try_from(speed).ok().filter(|s| *s > 0)
+}
+
+/// Memory available now (`MemAvailable`), bytes.
+pub fn mem_available() -> u64 {
+    let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    meminfo.lines().find_map(|l| l.strip_prefix("MemAvailable:")).and_then(|v| v.split_whitespace().next()?.parse::<u64>().ok()).map_or(256 << 20, |kib| kib * 1024)
 }
 
 /// This machine's fingerprint: cpu model, cores, memory, disks.
@@ -337,13 +353,41 @@ fn check_interrupted() -> Result<()> {
 }
 
 /// Runs one segment in `run`; returns its record.
-fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path::Path, yaml: &std::path::Path) -> Result<SegmentRecord> {
+fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path::Path, yaml: &std::path::Path, sizes: &bench::Sizes) -> Result<SegmentRecord> {
     let b = bench::by_name(&seg.benchmark).with_context(|| format!("unknown benchmark {}", seg.benchmark))?;
     let _ = std::fs::remove_file(yaml);
     run.sample();
-    let (t0, busy0, ours0) = run.cpu_mark();
-    let start = Instant::now();
-    let mut child = run.spawn(&mut bench::command(b, seg.workers, scratch, yaml)).context("start stress-ng (is it installed? apt-get install stress-ng)")?;
+    let (mut t0, mut busy0, mut ours0) = run.cpu_mark();
+    let mut before = run.usage();
+    let mut start = Instant::now();
+    let what = match b.kind {
+        bench::Kind::PacedNetwork => format!("start the built-in kernel {} ({})", b.stressor, sizes.kernel_exe.display()),
+        _ => "start stress-ng (is it installed? apt-get install stress-ng)".to_string(),
+    };
+    let mut child = run.spawn(&mut bench::command(b, seg.workers, scratch, yaml, sizes)).context(what)?;
+    if b.kind == bench::Kind::HoldsMemory {
+        // The holder fills its memory before the run is measured (it runs
+        // alone, see bench::Planner): a run is priced by what it holds, and
+        // the page faults of taking memory would blur that with cpu time.
+        let deadline = start + Duration::from_secs(30);
+        loop {
+            run.sample();
+            if run.memory_bytes() >= sizes.mem_hold_bytes / 10 * 9 || INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+                break;
+            }
+            let early = child.try_wait()?;
+            if early.is_some() || Instant::now() > deadline {
+                let _ = child.kill();
+                let _ = child.wait();
+                bail!("mem-hold held {} of {} bytes after {:.1} s ({}): is memory short or limited?", run.memory_bytes(), sizes.mem_hold_bytes, start.elapsed().as_secs_f64(), early.map_or("still filling".to_string(), |st| format!("exited with {st}")));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        run.rebase();
+        (t0, busy0, ours0) = run.cpu_mark();
+        before = run.usage();
+        start = Instant::now();
+    }
     let end = start + Duration::from_secs_f64(seg.seconds);
     loop {
         let now = Instant::now();
@@ -356,7 +400,7 @@ fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path
             break;
         }
         if let Some(st) = child.try_wait()? {
-            bail!("stress-ng for {} exited early with {st}", seg.benchmark);
+            bail!("the {} benchmark exited early with {st}", seg.benchmark);
         }
     }
     // SIGINT: stress-ng stops its workers and writes its metrics.
@@ -377,10 +421,15 @@ fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path
     let capacity = t1.duration_since(t0).as_nanos() as f64 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
     let foreign = busy1.saturating_sub(busy0).saturating_sub(ours1.saturating_sub(ours0)) as f64;
     let available_share = (capacity > 0.0).then(|| (1.0 - foreign / capacity).clamp(0.05, 1.0));
-    let score = std::fs::read_to_string(yaml).ok().and_then(|y| bench::parse_metrics(&y, b.stressor)).map(|(ops, wall)| ops / wall);
+    let usage = run.usage().delta_since(&before);
+    let score = match (b.kind, &usage) {
+        // What a capacity benchmark scores is the memory it held on average.
+        (bench::Kind::HoldsMemory, Some(u)) => Some(u.get(UsageComponent::MemByteSeconds) as f64 / actual_seconds.max(1e-9)),
+        _ => std::fs::read_to_string(yaml).ok().and_then(|y| bench::parse_metrics(&y, b.stressor)).map(|(ops, wall)| ops / wall),
+    };
     let _ = std::fs::remove_file(yaml);
     check_interrupted()?;
-    Ok(SegmentRecord { plan: seg.clone(), actual_seconds, score, available_share })
+    Ok(SegmentRecord { plan: seg.clone(), actual_seconds, score, available_share, usage })
 }
 
 /// Score statistics per benchmark from the runs so far.
@@ -393,14 +442,14 @@ pub fn scores(runs: &[RunRecord]) -> Vec<ScoreSummary> {
     }
     bench::BENCHMARKS
         .iter()
-        .filter_map(|b| by.get(b.name).map(|v| (b.name, v)))
-        .map(|(name, v)| {
+        .filter_map(|b| by.get(b.name).map(|v| (b, v)))
+        .map(|(b, v)| {
             let n = v.len() as f64;
             let avg = v.iter().sum::<f64>() / n;
             let var = if v.len() > 1 { v.iter().map(|x| (x - avg).powi(2)).sum::<f64>() / (n - 1.0) } else { 0.0 };
             ScoreSummary {
-                benchmark: name.to_string(),
-                unit: bench::SCORE_UNIT.into(),
+                benchmark: b.name.to_string(),
+                unit: b.unit.into(),
                 repeats: v.len() as u32,
                 min: v.iter().copied().fold(f64::INFINITY, f64::min),
                 avg,
@@ -451,7 +500,7 @@ pub fn fit_nonneg(v: &Array2<f64>, s: &Array1<f64>, threshold: f64, skip: &[usiz
 pub fn refit(rec: &mut CalibrationRecord, threshold: f64) -> Result<()> {
     let table = rec.benchmark_prices.clone();
     let t = rec.price_per_second;
-    rec.s = prices(&rec.runs, t, &|b| table.get(b).copied().unwrap_or(t), rec.price_basis);
+    rec.s = prices(&rec.runs, t, &|b| table.get(b).copied().unwrap_or(t), rec.price_basis, &rec.capacity());
     let skip: Vec<usize> = NOT_FITTED.iter().map(|c| *c as usize).collect();
     let (f, clamped) = fit_nonneg(&rec.v(), &Array1::from(rec.s.clone()), threshold, &skip).context("fit rates")?;
     let mut r = [0.0; UsageVector::LEN];
@@ -472,6 +521,11 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
     let started = Instant::now();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let pool: Vec<&'static str> = bench::BENCHMARKS.iter().map(|b| b.name).collect();
+    let sizes = bench::Sizes {
+        mem_hold_bytes: bench::Sizes::mem_hold_for(mem_available(), workers),
+        network_bytes_per_s: cfg.network_bytes_per_s(),
+        kernel_exe: cfg.kernel_exe.clone().map_or_else(std::env::current_exe, Ok).context("find this program (it holds the built-in kernels)")?,
+    };
     let mut planner = bench::Planner::new(cfg.seed, workers, cfg.min_segment_s);
     let mut sb = sandbox::Sandbox::create(&cfg.work_dir).with_context(|| format!("calibration sandbox in {}", cfg.work_dir.display()))?;
     let yaml = cfg.work_dir.join("metrics.yaml");
@@ -481,11 +535,14 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
             let pool_now: Vec<&'static str> = if runs.len() < cfg.runs {
                 pool.clone()
             } else {
-                // Extra runs only for benchmarks whose scores are still noisy.
+                // Extra runs only for throughput benchmarks whose scores
+                // are still noisy (a capacity benchmark's score is its pace
+                // or what it held, not a measurement of the hardware).
                 let sc = scores(&runs);
                 let noisy: Vec<&'static str> = pool
                     .iter()
                     .copied()
+                    .filter(|b| bench::by_name(b).is_some_and(|b| b.kind == bench::Kind::Throughput))
                     .filter(|b| sc.iter().find(|s| s.benchmark == *b).is_none_or(|s| s.repeats < 2 || s.std_dev > cfg.rsd_target * s.avg))
                     .collect();
                 if noisy.is_empty() {
@@ -493,12 +550,13 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
                 }
                 noisy
             };
-            let plan = planner.next_run(cfg.seconds, &pool_now);
+            let runs_left = if runs.len() < cfg.runs { cfg.runs - runs.len() } else { usize::MAX };
+            let plan = planner.next_run(cfg.seconds, &pool_now, runs_left);
             let mut run = sb.start_run()?;
             let mut segs = Vec::new();
             for seg in &plan {
                 progress(Progress { run: runs.len() + 1, of: cfg.runs, benchmark: &seg.benchmark });
-                match run_segment(&mut run, seg, &sb.scratch(), &yaml) {
+                match run_segment(&mut run, seg, &sb.scratch(), &yaml, &sizes) {
                     Ok(s) => segs.push(s),
                     Err(e) => {
                         let _ = run.finish();
@@ -532,6 +590,8 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
         rates: Rates::zero(),
         scores: vec![],
         elapsed_s: 0.0,
+        network_bytes_per_s: sizes.network_bytes_per_s,
+        mem_hold_bytes: sizes.mem_hold_bytes,
     };
     refit(&mut rec, cfg.threshold)?;
     rec.scores = scores(&rec.runs);
@@ -542,25 +602,6 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn seg(b: &str, secs: f64, share: f64) -> SegmentRecord {
-        SegmentRecord { plan: bench::Segment { benchmark: b.into(), seconds: secs, workers: 2 }, actual_seconds: secs, score: Some(1.0), available_share: Some(share) }
-    }
-
-    #[test]
-    fn run_prices_follow_the_basis_and_the_table() {
-        let mut usage = UsageVector::zero();
-        usage.set(UsageComponent::WallNs, 4_000_000_000);
-        let run = RunRecord { segments: vec![seg("cpu-int", 1.0, 1.0), seg("disk-seq", 2.0, 0.5)], usage, samples: 3 };
-        let t = Amount(100);
-        let flat = |_: &str| t;
-        // Wall: 3 s of segments at t plus a 1 s gap at t, over 4 s: t.
-        assert!((run.price(t, &flat, PriceBasis::Wall) - 100.0).abs() < 1e-9);
-        // Work: 1 s + 2 s * 0.5 of the machine, gaps free: 2 machine-seconds over 4 s.
-        assert!((run.price(t, &flat, PriceBasis::Work) - 50.0).abs() < 1e-9);
-        let table = |b: &str| if b == "disk-seq" { Amount(200) } else { t };
-        assert!((run.price(t, &table, PriceBasis::Wall) - (100.0 + 400.0 + 100.0) / 4.0).abs() < 1e-9);
-    }
 
     #[test]
     fn nonneg_fit_fixes_negative_rates_at_zero_and_skips_wall() {

@@ -345,6 +345,19 @@ impl Run {
         self.samples += 1;
     }
 
+    /// Memory in use by the run at the latest sample, bytes.
+    pub fn memory_bytes(&self) -> u64 {
+        self.last.memory_bytes
+    }
+
+    /// Starts the run's counters again from now: what ran so far (a memory
+    /// holder filling its memory) is not part of the run's usage.
+    pub fn rebase(&mut self) {
+        self.first = self.read();
+        self.last = self.first;
+        self.mem_acc = 0;
+    }
+
     /// At the latest sample: (instant, user cpu ns of the whole machine,
     /// user cpu ns of this run), to tell how much other processes took.
     pub fn cpu_mark(&self) -> (Instant, u64, u64) {

@@ -37,6 +37,11 @@ pub struct CalibrateArgs {
     /// Seed of the random run parameters (default: from the clock).
     #[arg(long)]
     pub seed: Option<u64>,
+    /// This machine's network capacity, Mbit/s: the pace of the
+    /// net-loopback benchmark, whose seconds cost `t` when it fills it
+    /// (default: the default route's interface speed, else 1000).
+    #[arg(long, value_name = "MBPS")]
+    pub network_mbps: Option<u64>,
     /// Print the whole record as JSON instead of the tables.
     #[arg(long)]
     pub json: bool,
@@ -69,6 +74,7 @@ impl CalibrateArgs {
             c.benchmark_prices.insert(n.to_string(), p);
         }
         c.price_basis = self.price_basis;
+        c.network_mbps = self.network_mbps;
         c.seed = self.seed.unwrap_or_else(clock_seed);
         c.work_dir = self.state_dir.join(format!("calibrate-{}", std::process::id()));
         c.validate()?;
@@ -192,25 +198,29 @@ fn run_or_load(cfg: &Config, records: Option<&PathBuf>, name: &str) -> Result<Ca
     Ok(rec)
 }
 
-/// The price table the hold-out figures use: per benchmark, a multiple of `t`
-/// (benchmarks the usage vector cannot tell apart share a price).
+/// The price table the hold-out figures use: per benchmark, a multiple of `t`.
+/// Benchmarks the usage vector cannot tell apart share a price: memory
+/// bandwidth and latency are cpu time to procfs (no counter sees memory
+/// traffic), so they cost what cpu work costs; holding memory, disk io and
+/// the network cost more.
 pub const BENCH_PRICE_MULTIPLES: &[(&str, u64)] = &[
     ("cpu-int", 10),
     ("cpu-float", 10),
     ("cache", 10),
-    ("mem-bandwidth", 15),
-    ("mem-latency", 15),
+    ("mem-bandwidth", 10),
+    ("mem-latency", 10),
     ("disk-seq", 20),
     ("disk-rand", 20),
     ("ctx-switch", 12),
     ("fork", 12),
+    ("mem-hold", 15),
     ("net-loopback", 15),
 ];
 
 fn priced(rec: &CalibrationRecord, t: Amount) -> Vec<f64> {
     let table: BTreeMap<&str, u64> = BENCH_PRICE_MULTIPLES.iter().copied().collect();
     let price_of = |b: &str| Amount(t.0 * table.get(b).copied().unwrap_or(10) / 10);
-    calibrate::prices(&rec.runs, t, &price_of, rec.price_basis)
+    calibrate::prices(&rec.runs, t, &price_of, rec.price_basis, &rec.capacity())
 }
 
 /// Relative errors of a fit on the training runs predicting held-out runs.

@@ -54,6 +54,9 @@ impl RunArgs {
             self.calibrate_max_age = Some(c.calibration.max_age_hours.saturating_mul(3600));
         }
         self.calibrate_quick |= c.calibration.quick;
+        if self.calibration_network_mbps.is_none() && c.calibration.network_mbps > 0 {
+            self.calibration_network_mbps = Some(c.calibration.network_mbps);
+        }
         if self.metrics_listen.is_none() {
             self.metrics_listen = Some(c.metrics.listen.clone());
         }
@@ -67,7 +70,7 @@ impl RunArgs {
     /// How Recalibrate calibrates: this binary's `calibrate`, as configured.
     pub fn recalibration(&self) -> Result<Recalibration> {
         let exe = std::env::current_exe().context("locate the agent binary (for Recalibrate)")?;
-        Ok(Recalibration { exe, state_dir: self.state_dir.clone(), quick: self.calibrate_quick, runs: self.calibration_runs, seconds: self.calibration_seconds })
+        Ok(Recalibration { exe, state_dir: self.state_dir.clone(), quick: self.calibrate_quick, runs: self.calibration_runs, seconds: self.calibration_seconds, network_mbps: self.calibration_network_mbps })
     }
 }
 
@@ -83,5 +86,16 @@ mod tests {
         assert_eq!((a.price(), a.max_contracts, a.no_network, a.max_cpu_millicores, a.rpc.as_deref()), (2000, Some(9), true, Some(500), None));
         assert_eq!((a.max_memory_mib, a.calibrate_max_age, a.calibrate_quick), (Some(4096), Some(168 * 3600), false));
         assert_eq!(RunArgs::default().price(), 1_000);
+        // The network capacity reaches the calibration Recalibrate runs; a flag wins.
+        let c = Config::parse("[calibration]\nnetwork_mbps = 250\n", "t", &[]).unwrap();
+        let mut a = RunArgs::default();
+        a.apply(&c);
+        let cmd = a.recalibration().unwrap().command(1000);
+        let args: Vec<_> = cmd.get_args().map(|s| s.to_string_lossy().into_owned()).collect();
+        assert!(args.windows(2).any(|w| w == ["--network-mbps", "250"]), "{args:?}");
+        let mut a = RunArgs { calibration_network_mbps: Some(40), ..RunArgs::default() };
+        a.apply(&c);
+        assert_eq!(a.calibration_network_mbps, Some(40));
+        assert!(Config::parse("[calibration]\nnetwork_mbps = 999999999\n", "t", &[]).unwrap_err().to_string().contains("calibration.network_mbps"));
     }
 }
