@@ -42,7 +42,9 @@ fn quick_calibration_prices_every_component_that_moved_and_cleans_up() {
     let rec: CalibrationRecord = serde_json::from_slice(&out.stdout).expect("--json prints the record");
     assert_eq!(rec.seed, 42);
     assert!(rec.runs.len() >= 6, "{} runs", rec.runs.len());
-    assert_eq!(rec.s.len(), rec.runs.len());
+    // One row of V (and one price) per segment.
+    let segments = rec.runs.iter().map(|r| r.segments.len()).sum::<usize>();
+    assert_eq!((rec.s.len(), rec.v().nrows()), (segments, segments));
     assert!(rec.fit.rank >= 1 && rec.fit.rank <= UsageVector::LEN);
     assert!(rec.fit.residual.is_finite() && rec.fit.loo_median().is_finite());
     assert!(rec.runs.iter().all(|r| r.samples >= 3), "several samples per run");

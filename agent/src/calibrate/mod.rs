@@ -191,9 +191,9 @@ pub struct CalibrationRecord {
     /// How run seconds were counted.
     #[serde(default)]
     pub price_basis: PriceBasis,
-    /// The runs (rows of `V` are their usage per second).
+    /// The runs; each segment's usage per second is a row of `V`.
     pub runs: Vec<RunRecord>,
-    /// `s`: price per second of each run, base units.
+    /// `s`: price per second of each row of `V`, base units.
     pub s: Vec<f64>,
     /// The fit (rates in base units per unit, singular values, rank,
     /// residual, leave-one-out errors).
@@ -224,11 +224,14 @@ impl CalibrationRecord {
         Capacity { cores: self.fingerprint.cores, memory_bytes: self.fingerprint.memory_bytes, network_bytes_per_s: self.network_bytes_per_s }
     }
 
-    /// `V`, one row per run.
+    /// `V`, one row per segment (per run for older records), see
+    /// [`price::rows`].
     pub fn v(&self) -> Array2<f64> {
-        let mut v = Array2::zeros((self.runs.len(), UsageVector::LEN));
-        for (i, r) in self.runs.iter().enumerate() {
-            v.row_mut(i).assign(&Array1::from(r.row().to_vec()));
+        let t = self.price_per_second;
+        let (rows, _) = price::rows(&self.runs, t, &|_| t, self.price_basis, &self.capacity());
+        let mut v = Array2::zeros((rows.len(), UsageVector::LEN));
+        for (i, r) in rows.iter().enumerate() {
+            v.row_mut(i).assign(&Array1::from(r.to_vec()));
         }
         v
     }

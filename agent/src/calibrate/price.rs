@@ -1,16 +1,18 @@
-//! What each calibration run costs (`s`): its segments' benchmark prices for
-//! the machine-seconds they took. A throughput benchmark takes the machine
-//! for its wall seconds (or the share of them other processes left free,
-//! [`PriceBasis::Work`]); a capacity benchmark takes the share of the
-//! machine's memory or network capacity it held plus the share of its cpu
-//! it used, from its own measured usage. With one price `t` on an idle
-//! machine a run of throughput benchmarks costs `t` per second (the seed's
-//! `s = t 1`).
+//! The rows of `V` and what each costs (`s`): a row is one segment (one
+//! benchmark, measured start to end), priced at its benchmark's price for
+//! the machine-seconds of what it saturates plus `t` for the cpu it used on
+//! the way ([`parts`]). A cpu-bound benchmark takes the machine for its
+//! seconds (or the share of them other processes left free,
+//! [`PriceBasis::Work`]); a disk benchmark the disk for its seconds; a
+//! capacity benchmark the share of the machine's memory or network capacity
+//! it held. With one price `t`, a second of every core, of the disk, of all
+//! the memory or of the full link each cost `t` (the seed's `s = t 1` for
+//! cpu-bound programs).
 
 use super::bench::{self, Kind};
 use super::{RunRecord, SegmentRecord};
 use serde::{Deserialize, Serialize};
-use zennet_protocol::{Amount, UsageComponent};
+use zennet_protocol::{Amount, UsageComponent, UsageVector};
 
 /// How a throughput benchmark's seconds are counted when it is priced.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, clap::ValueEnum)]
@@ -37,34 +39,60 @@ pub struct Capacity {
     pub network_bytes_per_s: u64,
 }
 
-/// Machine-seconds a segment took: what its benchmark's price per second is
-/// paid for.
-pub fn machine_seconds(s: &SegmentRecord, basis: PriceBasis, cap: &Capacity) -> f64 {
-    let kind = bench::by_name(&s.plan.benchmark).map_or(Kind::Throughput, |b| b.kind);
-    match (kind, &s.usage) {
-        (Kind::HoldsMemory | Kind::PacedNetwork, Some(u)) if cap.cores > 0 && cap.memory_bytes > 0 && cap.network_bytes_per_s > 0 => {
+/// What a segment took, in machine-seconds: `(cpu, own)`. `own` is paid at
+/// its benchmark's price, `cpu` (the cpu a benchmark that saturates
+/// something else used on the way) at the machine price `t`:
+/// - cpu-bound throughput benchmarks: `own` is their seconds (times the
+///   share of the cpu others left free on the work basis), `cpu` is 0;
+/// - disk benchmarks: `own` is their seconds (the disk was theirs), `cpu`
+///   the share of the machine's cores they used;
+/// - mem-hold: `own` is the share of the machine's memory held, times
+///   seconds; net-loopback: the share of the network capacity used (the
+///   busier direction); `cpu` as for disks.
+///
+/// A segment without its own usage (an older record) counts as cpu-bound.
+pub fn parts(s: &SegmentRecord, basis: PriceBasis, cap: &Capacity) -> (f64, f64) {
+    let b = bench::by_name(&s.plan.benchmark);
+    let kind = b.map_or(Kind::Throughput, |b| b.kind);
+    let disk = b.is_some_and(|b| b.uses_disk);
+    let usable = cap.cores > 0 && cap.memory_bytes > 0 && cap.network_bytes_per_s > 0;
+    match &s.usage {
+        Some(u) if usable && (disk || kind != Kind::Throughput) => {
             let cpu = (u.get(UsageComponent::CpuUserNs) + u.get(UsageComponent::CpuSystemNs)) as f64 / (cap.cores as f64 * 1e9);
-            let held = match kind {
+            let own = match kind {
                 Kind::HoldsMemory => u.get(UsageComponent::MemByteSeconds) as f64 / cap.memory_bytes as f64,
-                _ => u.get(UsageComponent::NetRxBytes).max(u.get(UsageComponent::NetTxBytes)) as f64 / cap.network_bytes_per_s as f64,
+                Kind::PacedNetwork => u.get(UsageComponent::NetRxBytes).max(u.get(UsageComponent::NetTxBytes)) as f64 / cap.network_bytes_per_s as f64,
+                Kind::Throughput => s.actual_seconds,
             };
-            cpu + held
+            (cpu, own)
         }
         _ => match basis {
-            PriceBasis::Work => s.actual_seconds * s.available_share.unwrap_or(1.0),
-            PriceBasis::Wall => s.actual_seconds,
+            PriceBasis::Work => (0.0, s.actual_seconds * s.available_share.unwrap_or(1.0)),
+            PriceBasis::Wall => (0.0, s.actual_seconds),
         },
     }
 }
 
+/// Machine-seconds a segment took, both parts (see [`parts`]).
+pub fn machine_seconds(s: &SegmentRecord, basis: PriceBasis, cap: &Capacity) -> f64 {
+    let (cpu, own) = parts(s, basis, cap);
+    cpu + own
+}
+
+/// What a segment costs, base units: `t` per cpu machine-second, its
+/// benchmark's price per own machine-second.
+pub fn segment_cost(s: &SegmentRecord, t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis, cap: &Capacity) -> f64 {
+    let (cpu, own) = parts(s, basis, cap);
+    t.0 as f64 * cpu + price_of(&s.plan.benchmark).0 as f64 * own
+}
+
 impl RunRecord {
-    /// The run's price per second (base units): each segment at its
-    /// benchmark's price for its [`machine_seconds`], the gaps between
-    /// segments at `t` on the wall basis and free on the work basis, over
-    /// the run's length.
+    /// The run's price per second (base units): its segments' costs, the
+    /// gaps between segments at `t` on the wall basis and free on the work
+    /// basis, over the run's length.
     pub fn price(&self, t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis, cap: &Capacity) -> f64 {
         let total = self.seconds().max(1e-9);
-        let priced: f64 = self.segments.iter().map(|s| price_of(&s.plan.benchmark).0 as f64 * machine_seconds(s, basis, cap)).sum();
+        let priced: f64 = self.segments.iter().map(|s| segment_cost(s, t, price_of, basis, cap)).sum();
         let gaps = match basis {
             PriceBasis::Wall => t.0 as f64 * (total - self.segments.iter().map(|s| s.actual_seconds).sum::<f64>()).max(0.0),
             PriceBasis::Work => 0.0,
@@ -73,15 +101,42 @@ impl RunRecord {
     }
 }
 
-/// Prices per second of every run of `runs` (`s`).
+/// The rows of `V` (usage per second) and their prices per second (`s`).
+/// A row is a segment: one benchmark, measured from its start to its end
+/// (the seed's "several measurements can be taken during a single running"),
+/// priced as that program. Whole runs are the rows of records that lack
+/// segment usage (older layouts).
+pub fn rows(runs: &[RunRecord], t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis, cap: &Capacity) -> (Vec<[f64; UsageVector::LEN]>, Vec<f64>) {
+    let per_second = |u: &UsageVector, secs: f64| {
+        let mut r = [0.0; UsageVector::LEN];
+        for (i, v) in u.counters.iter().enumerate() {
+            r[i] = *v as f64 / secs.max(1e-9);
+        }
+        r
+    };
+    let segments_measured = runs.iter().flat_map(|r| &r.segments).all(|s| s.usage.is_some());
+    if segments_measured {
+        runs.iter()
+            .flat_map(|r| &r.segments)
+            .map(|s| {
+                let u = s.usage.as_ref().expect("checked above");
+                let secs = u.get(UsageComponent::WallNs) as f64 / 1e9;
+                (per_second(u, secs), segment_cost(s, t, price_of, basis, cap) / secs.max(1e-9))
+            })
+            .unzip()
+    } else {
+        runs.iter().map(|r| (r.row(), r.price(t, price_of, basis, cap))).unzip()
+    }
+}
+
+/// Prices per second of every row of `V` (`s`), see [`rows`].
 pub fn prices(runs: &[RunRecord], t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis, cap: &Capacity) -> Vec<f64> {
-    runs.iter().map(|r| r.price(t, price_of, basis, cap)).collect()
+    rows(runs, t, price_of, basis, cap).1
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use zennet_protocol::UsageVector;
 
     const CAP: Capacity = Capacity { cores: 2, memory_bytes: 8 << 30, network_bytes_per_s: 125_000_000 };
 
@@ -131,5 +186,32 @@ mod tests {
         assert!((machine_seconds(&seg("mem-hold", 2.0, 0.5), PriceBasis::Work, &CAP) - 1.0).abs() < 1e-9);
         let r = run(vec![m], 2);
         assert!((r.price(Amount(100), &|_| Amount(100), PriceBasis::Work, &CAP) - 50.0).abs() < 1e-9);
+    }
+
+    #[test]
+    fn disks_pay_their_seconds_at_their_price_and_their_cpu_at_t() {
+        // 2 s of disk-seq using one core of two: 2 own seconds, 1 cpu machine-second.
+        let mut u = UsageVector::zero();
+        u.set(UsageComponent::CpuUserNs, 2_000_000_000);
+        u.set(UsageComponent::WallNs, 2_000_000_000);
+        let mut d = seg("disk-seq", 2.0, 0.2);
+        d.usage = Some(u);
+        assert_eq!(parts(&d, PriceBasis::Work, &CAP), (1.0, 2.0));
+        let table = |b: &str| if b == "disk-seq" { Amount(200) } else { Amount(100) };
+        assert!((segment_cost(&d, Amount(100), &table, PriceBasis::Work, &CAP) - (100.0 + 400.0)).abs() < 1e-9);
+        // Rows are segments when every segment has its usage, priced per second.
+        let mut c = seg("cpu-int", 1.0, 1.0);
+        let mut cu = UsageVector::zero();
+        cu.set(UsageComponent::CpuUserNs, 2_000_000_000);
+        cu.set(UsageComponent::WallNs, 1_000_000_000);
+        c.usage = Some(cu);
+        let r = run(vec![d.clone(), c], 3);
+        let (v, s) = rows(std::slice::from_ref(&r), Amount(100), &table, PriceBasis::Work, &CAP);
+        assert_eq!(v.len(), 2);
+        assert!((s[0] - 250.0).abs() < 1e-9 && (s[1] - 100.0).abs() < 1e-9, "{s:?}");
+        assert!((v[1][UsageComponent::CpuUserNs as usize] - 2e9).abs() < 1e-3);
+        // A record without segment usage has one row per run.
+        let old = run(vec![seg("cpu-int", 3.0, 1.0)], 3);
+        assert_eq!(rows(&[old], Amount(100), &table, PriceBasis::Work, &CAP).0.len(), 1);
     }
 }

@@ -2,7 +2,7 @@
 //! or the whole record as JSON; stored in the agent's redb) and
 //! `zennet-agent bench-calibration` (one line per figure for `make bench`).
 
-use crate::calibrate::{self, fit, CalibrationRecord, Config, Progress};
+use crate::calibrate::{self, bench, fit, CalibrationRecord, Config, Progress};
 use crate::store::Store;
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -239,6 +239,15 @@ fn baseline_v(v: &Array2<f64>) -> Array2<f64> {
     b
 }
 
+/// Coefficient of variation (sample std dev over mean; 0 for a zero mean).
+fn cv(xs: &[f64]) -> f64 {
+    let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+    if mean <= 0.0 || xs.len() < 2 {
+        return 0.0;
+    }
+    (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt() / mean
+}
+
 /// Coefficient of variation of each component's rate over calibrations
 /// (printed on stderr); returns the largest and its component.
 fn rate_spread(rates: &[Vec<f64>], label: &str) -> (f64, &'static str) {
@@ -249,10 +258,10 @@ fn rate_spread(rates: &[Vec<f64>], label: &str) -> (f64, &'static str) {
         if mean <= 0.0 {
             continue;
         }
-        let sd = (xs.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / (xs.len() - 1) as f64).sqrt();
-        eprintln!("rate spread{label} {:<18} cv {:.4}  (mean {mean:.4e} base/{})", c.name(), sd / mean, c.unit());
-        if sd / mean > worst.0 {
-            worst = (sd / mean, c.name());
+        let v = cv(&xs);
+        eprintln!("rate spread{label} {:<18} cv {v:.4}  (mean {mean:.4e} base/{})", c.name(), c.unit());
+        if v > worst.0 {
+            worst = (v, c.name());
         }
     }
     worst
@@ -288,6 +297,18 @@ pub fn bench_calibration(args: BenchCalibrationArgs) -> Result<()> {
     let (cv_max, worst) = rate_spread(&fulls.iter().map(|r| r.rates.base_per_unit_all()).collect::<Vec<_>>(), "");
     eprintln!("largest rate spread: {worst}");
     println!("calibration rate_cv_max={cv_max:.4}");
+    // A rate is a price over a speed: no steadier than the hardware's speed.
+    // The disks' speed (each disk benchmark's mean score per calibration)
+    // spread over the same calibrations, for comparison with the io rates.
+    let disk_cv = bench::BENCHMARKS
+        .iter()
+        .filter(|b| b.uses_disk)
+        .filter_map(|b| {
+            let means: Vec<f64> = fulls.iter().filter_map(|r| r.scores.iter().find(|s| s.benchmark == b.name).map(|s| s.avg)).collect();
+            (means.len() == fulls.len()).then(|| cv(&means))
+        })
+        .fold(0.0f64, f64::max);
+    println!("calibration disk_speed_cv={disk_cv:.4}");
     let t = Config::full().price_per_second;
     let skip: Vec<usize> = calibrate::NOT_FITTED.iter().map(|c| *c as usize).collect();
     let mut table_rates = Vec::new();
