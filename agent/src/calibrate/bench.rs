@@ -87,10 +87,10 @@ pub struct Sizes {
 
 impl Sizes {
     /// `mem-hold` holds a quarter of the memory available now, at most
-    /// 1 GiB per worker (filling it costs about a cpu-second per GiB) and
-    /// at least 64 MiB.
-    pub fn mem_hold_for(available_bytes: u64, workers: u32) -> u64 {
-        (available_bytes / 4).min((1u64 << 30) * workers.max(1) as u64).max(64 << 20)
+    /// `per_worker` bytes per worker (filling it costs about a cpu-second per
+    /// GiB here) and at least 64 MiB.
+    pub fn mem_hold_for(available_bytes: u64, workers: u32, per_worker: u64) -> u64 {
+        (available_bytes / 4).min(per_worker.saturating_mul(workers.max(1) as u64)).max(64 << 20)
     }
 }
 

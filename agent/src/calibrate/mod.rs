@@ -1,8 +1,8 @@
 //! Calibration: the seed's Algorithm 1 on this machine. Runs the canonical
 //! benchmarks ([`bench`]) with seeded random mixes, each run in its own
 //! cgroup ([`sandbox`]) for `T` seconds, samples the usage vector, and fits
-//! per-component rates `r = s V+` ([`fit`]) from each run's price
-//! ([`price`]). Owns the [`CalibrationRecord`]
+//! per-component rates `r = s V+` ([`fit`]) over one row per segment, each
+//! priced as its program ([`price`]). Owns the [`CalibrationRecord`]
 //! (everything measured: `V`, `s`, `r`, singular values, residual,
 //! leave-one-out errors, scores) and the hardware [`fingerprint`].
 
@@ -11,6 +11,7 @@ pub mod fit;
 pub mod kernels;
 pub mod price;
 pub mod sandbox;
+mod segment;
 
 pub use price::{prices, Capacity, PriceBasis};
 
@@ -19,7 +20,7 @@ use ndarray::{Array1, Array2};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use zennet_protocol::pricing::{Fingerprint, ScoreSummary};
 use zennet_protocol::{Amount, CalibrationSummary, Rates, UsageComponent, UsageVector};
 
@@ -53,13 +54,17 @@ pub struct Config {
     pub network_mbps: Option<u64>,
     /// The program holding the built-in kernels (None: this one).
     pub kernel_exe: Option<PathBuf>,
+    /// Most memory `mem-hold` takes per worker, bytes: the more it holds,
+    /// the less other rows' memory blurs the memory rate, and the longer
+    /// it takes to fill.
+    pub mem_hold_per_worker: u64,
 }
 
 impl Config {
     /// Quick mode: 10 runs of 1.4 s (under 20 s on a 2-core machine): one
     /// more run than fitted components, so leave-one-out still means something.
     pub fn quick() -> Config {
-        Config { seconds: 1.4, runs: 10, max_runs: 10, ..Config::full() }
+        Config { seconds: 1.4, runs: 10, max_runs: 10, mem_hold_per_worker: 512 << 20, ..Config::full() }
     }
 
     /// Full mode: 20 runs of 3 s, up to 24 while scores are noisy (under 90 s).
@@ -78,6 +83,7 @@ impl Config {
             work_dir: PathBuf::from("/var/lib/zennet/calibrate"),
             network_mbps: None,
             kernel_exe: None,
+            mem_hold_per_worker: 1 << 30,
         }
     }
 
@@ -107,7 +113,7 @@ impl Config {
             bail!("singular value threshold {} must be in (0, 1)", self.threshold);
         }
         if let Some(m) = self.network_mbps {
-            if m == 0 || m * 125_000 > kernels::MAX_BYTES_PER_S {
+            if m == 0 || m.saturating_mul(125_000) > kernels::MAX_BYTES_PER_S {
                 bail!("--network-mbps {m} out of range: 1..={}", kernels::MAX_BYTES_PER_S / 125_000);
             }
         }
@@ -116,7 +122,7 @@ impl Config {
 
     /// The network capacity `net-loopback` is paced at, bytes per second.
     pub fn network_bytes_per_s(&self) -> u64 {
-        self.network_mbps.unwrap_or_else(|| default_route_mbps().unwrap_or(DEFAULT_NETWORK_MBPS)) * 125_000
+        self.network_mbps.unwrap_or_else(|| default_route_mbps().unwrap_or(DEFAULT_NETWORK_MBPS)).saturating_mul(125_000).min(kernels::MAX_BYTES_PER_S)
     }
 
     /// Price per second of one benchmark, base units.
@@ -309,132 +315,6 @@ pub fn fingerprint() -> Fingerprint {
     Fingerprint { cpu_model: cpu_model.chars().take(CalibrationSummary::MAX_STR).collect(), cores, memory_bytes, disks }
 }
 
-/// Set by SIGINT, SIGTERM or SIGHUP while a calibration runs.
-static INTERRUPTED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    INTERRUPTED.store(true, std::sync::atomic::Ordering::SeqCst);
-}
-
-/// Catches SIGINT, SIGTERM and SIGHUP while alive, so an interrupted
-/// calibration still removes what it made; restores the old handlers on drop.
-struct SignalGuard(Vec<(libc::c_int, libc::sigaction)>);
-
-impl SignalGuard {
-    fn install() -> SignalGuard {
-        INTERRUPTED.store(false, std::sync::atomic::Ordering::SeqCst);
-        let mut old = Vec::new();
-        for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
-            // SAFETY: sigaction(2) with a handler that only stores an atomic.
-            unsafe {
-                let mut sa: libc::sigaction = std::mem::zeroed();
-                sa.sa_sigaction = on_signal as *const () as usize;
-                let mut prev: libc::sigaction = std::mem::zeroed();
-                if libc::sigaction(sig, &sa, &mut prev) == 0 {
-                    old.push((sig, prev));
-                }
-            }
-        }
-        SignalGuard(old)
-    }
-}
-
-impl Drop for SignalGuard {
-    fn drop(&mut self) {
-        for (sig, prev) in &self.0 {
-            // SAFETY: restores the handler saved by install.
-            unsafe { libc::sigaction(*sig, prev, std::ptr::null_mut()) };
-        }
-    }
-}
-
-fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-        bail!("calibration interrupted by a signal (everything it made was removed)");
-    }
-    Ok(())
-}
-
-/// Runs one segment in `run`; returns its record.
-fn run_segment(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::path::Path, yaml: &std::path::Path, sizes: &bench::Sizes) -> Result<SegmentRecord> {
-    let b = bench::by_name(&seg.benchmark).with_context(|| format!("unknown benchmark {}", seg.benchmark))?;
-    let _ = std::fs::remove_file(yaml);
-    run.sample();
-    let (mut t0, mut busy0, mut ours0) = run.cpu_mark();
-    let mut before = run.usage();
-    let mut start = Instant::now();
-    let what = match b.kind {
-        bench::Kind::PacedNetwork => format!("start the built-in kernel {} ({})", b.stressor, sizes.kernel_exe.display()),
-        _ => "start stress-ng (is it installed? apt-get install stress-ng)".to_string(),
-    };
-    let mut child = run.spawn(&mut bench::command(b, seg.workers, scratch, yaml, sizes)).context(what)?;
-    if b.kind == bench::Kind::HoldsMemory {
-        // The holder fills its memory before the run is measured (it runs
-        // alone, see bench::Planner): a run is priced by what it holds, and
-        // the page faults of taking memory would blur that with cpu time.
-        let deadline = start + Duration::from_secs(30);
-        loop {
-            run.sample();
-            if run.memory_bytes() >= sizes.mem_hold_bytes / 10 * 9 || INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-                break;
-            }
-            let early = child.try_wait()?;
-            if early.is_some() || Instant::now() > deadline {
-                let _ = child.kill();
-                let _ = child.wait();
-                bail!("mem-hold held {} of {} bytes after {:.1} s ({}): is memory short or limited?", run.memory_bytes(), sizes.mem_hold_bytes, start.elapsed().as_secs_f64(), early.map_or("still filling".to_string(), |st| format!("exited with {st}")));
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        run.rebase();
-        (t0, busy0, ours0) = run.cpu_mark();
-        before = run.usage();
-        start = Instant::now();
-    }
-    let end = start + Duration::from_secs_f64(seg.seconds);
-    loop {
-        let now = Instant::now();
-        if now >= end {
-            break;
-        }
-        std::thread::sleep((end - now).min(Duration::from_millis(100)));
-        run.sample();
-        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
-            break;
-        }
-        if let Some(st) = child.try_wait()? {
-            bail!("the {} benchmark exited early with {st}", seg.benchmark);
-        }
-    }
-    // SIGINT: stress-ng stops its workers and writes its metrics.
-    // SAFETY: kill(2) on our own child's pid.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
-    let deadline = Instant::now() + Duration::from_secs(10);
-    while child.try_wait()?.is_none() {
-        if Instant::now() > deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            break;
-        }
-        std::thread::sleep(Duration::from_millis(5));
-    }
-    let actual_seconds = start.elapsed().as_secs_f64();
-    run.sample();
-    let (t1, busy1, ours1) = run.cpu_mark();
-    let capacity = t1.duration_since(t0).as_nanos() as f64 * std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
-    let foreign = busy1.saturating_sub(busy0).saturating_sub(ours1.saturating_sub(ours0)) as f64;
-    let available_share = (capacity > 0.0).then(|| (1.0 - foreign / capacity).clamp(0.05, 1.0));
-    let usage = run.usage().delta_since(&before);
-    let score = match (b.kind, &usage) {
-        // What a capacity benchmark scores is the memory it held on average.
-        (bench::Kind::HoldsMemory, Some(u)) => Some(u.get(UsageComponent::MemByteSeconds) as f64 / actual_seconds.max(1e-9)),
-        _ => std::fs::read_to_string(yaml).ok().and_then(|y| bench::parse_metrics(&y, b.stressor)).map(|(ops, wall)| ops / wall),
-    };
-    let _ = std::fs::remove_file(yaml);
-    check_interrupted()?;
-    Ok(SegmentRecord { plan: seg.clone(), actual_seconds, score, available_share, usage })
-}
-
 /// Score statistics per benchmark from the runs so far.
 pub fn scores(runs: &[RunRecord]) -> Vec<ScoreSummary> {
     let mut by: BTreeMap<&str, Vec<f64>> = BTreeMap::new();
@@ -520,12 +400,12 @@ pub fn refit(rec: &mut CalibrationRecord, threshold: f64) -> Result<()> {
 /// Every cgroup, process, file and namespace made is gone when it returns.
 pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<CalibrationRecord> {
     cfg.validate()?;
-    let _signals = SignalGuard::install();
+    let _signals = segment::SignalGuard::install();
     let started = Instant::now();
     let workers = std::thread::available_parallelism().map_or(1, |n| n.get()) as u32;
     let pool: Vec<&'static str> = bench::BENCHMARKS.iter().map(|b| b.name).collect();
     let sizes = bench::Sizes {
-        mem_hold_bytes: bench::Sizes::mem_hold_for(mem_available(), workers),
+        mem_hold_bytes: bench::Sizes::mem_hold_for(mem_available(), workers, cfg.mem_hold_per_worker),
         network_bytes_per_s: cfg.network_bytes_per_s(),
         kernel_exe: cfg.kernel_exe.clone().map_or_else(std::env::current_exe, Ok).context("find this program (it holds the built-in kernels)")?,
     };
@@ -559,7 +439,7 @@ pub fn calibrate(cfg: &Config, progress: &mut dyn FnMut(Progress)) -> Result<Cal
             let mut segs = Vec::new();
             for seg in &plan {
                 progress(Progress { run: runs.len() + 1, of: cfg.runs, benchmark: &seg.benchmark });
-                match run_segment(&mut run, seg, &sb.scratch(), &yaml, &sizes) {
+                match segment::run(&mut run, seg, &sb.scratch(), &yaml, &sizes) {
                     Ok(s) => segs.push(s),
                     Err(e) => {
                         let _ = run.finish();

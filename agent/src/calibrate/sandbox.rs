@@ -345,6 +345,11 @@ impl Run {
         self.samples += 1;
     }
 
+    /// Cpu time (user + system) of the run at the latest sample, ns.
+    pub fn cpu_ns(&self) -> u64 {
+        self.last.cpu_user_ns + self.last.cpu_system_ns
+    }
+
     /// Memory in use by the run at the latest sample, bytes.
     pub fn memory_bytes(&self) -> u64 {
         self.last.memory_bytes
