@@ -1,7 +1,8 @@
 //! Built-in benchmark kernels, for loads stress-ng has no stressor for.
 //! Each runs as `zennet-agent calibrate-kernel NAME` in the run's cgroup
-//! and network namespace, stops at SIGINT or its timeout, and writes its
-//! metrics in stress-ng's `--yaml` layout so scores are read one way.
+//! and network namespace, stops at SIGINT (or SIGTERM, SIGHUP) or its
+//! timeout, and writes its metrics in stress-ng's `--yaml` layout so scores
+//! are read one way.
 //!
 //! - `net-paced`: one TCP stream over loopback at a fixed pace (a token
 //!   bucket), so the network, not the cpu, is what the run takes.
@@ -10,14 +11,7 @@ use anyhow::{bail, Context, Result};
 use std::io::{Read, Write};
 use std::net::{Ipv4Addr, TcpListener, TcpStream};
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_sigint(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
 
 /// Largest pace accepted, bytes per second (400 Gbit/s).
 pub const MAX_BYTES_PER_S: u64 = 50_000_000_000;
@@ -35,12 +29,8 @@ pub fn net_paced(bytes_per_s: u64, timeout: Duration, yaml: &Path) -> Result<()>
     if bytes_per_s == 0 || bytes_per_s > MAX_BYTES_PER_S {
         bail!("--bytes-per-second {bytes_per_s} out of range: 1..={MAX_BYTES_PER_S}");
     }
-    // SAFETY: a handler that only stores an atomic.
-    unsafe {
-        let mut sa: libc::sigaction = std::mem::zeroed();
-        sa.sa_sigaction = on_sigint as *const () as usize;
-        libc::sigaction(libc::SIGINT, &sa, std::ptr::null_mut());
-    }
+    // SIGINT (the calibration stopping the segment) ends the stream.
+    let _signals = super::segment::SignalGuard::install();
     let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).context("listen on loopback (is lo up?)")?;
     let addr = listener.local_addr()?;
     let receiver = std::thread::spawn(move || -> u64 {
@@ -60,7 +50,7 @@ pub fn net_paced(bytes_per_s: u64, timeout: Duration, yaml: &Path) -> Result<()>
     let chunk = vec![0x5au8; CHUNK];
     let start = Instant::now();
     let mut sent = 0u64;
-    while !STOP.load(Ordering::SeqCst) && start.elapsed() < timeout {
+    while !super::segment::interrupted() && start.elapsed() < timeout {
         // Token bucket: send while behind the pace, else sleep until a
         // chunk's worth is due (at most 10 ms, to notice SIGINT).
         let due = (start.elapsed().as_secs_f64() * bytes_per_s as f64) as u64;

@@ -166,14 +166,9 @@ impl RunRecord {
         self.usage.get(UsageComponent::WallNs) as f64 / 1e9
     }
 
-    /// The row of `V`: usage per second.
+    /// The run's usage per second (its row of `V` in older records).
     pub fn row(&self) -> [f64; UsageVector::LEN] {
-        let t = self.seconds().max(1e-9);
-        let mut r = [0.0; UsageVector::LEN];
-        for (i, v) in self.usage.counters.iter().enumerate() {
-            r[i] = *v as f64 / t;
-        }
-        r
+        price::per_second(&self.usage)
     }
 }
 
@@ -234,12 +229,7 @@ impl CalibrationRecord {
     /// [`price::rows`].
     pub fn v(&self) -> Array2<f64> {
         let t = self.price_per_second;
-        let (rows, _) = price::rows(&self.runs, t, &|_| t, self.price_basis, &self.capacity());
-        let mut v = Array2::zeros((rows.len(), UsageVector::LEN));
-        for (i, r) in rows.iter().enumerate() {
-            v.row_mut(i).assign(&Array1::from(r.to_vec()));
-        }
-        v
+        price::matrix(&price::rows(&self.runs, t, &|_| t, self.price_basis, &self.capacity()).0)
     }
 
     /// The summary that goes into an offer.
@@ -356,6 +346,7 @@ pub const NOT_FITTED: &[UsageComponent] = &[UsageComponent::WallNs];
 /// the rest are refitted (an active set, one component at a time). Returns
 /// the fit (its `unmoved` names only columns that are zero in `v`) and the
 /// components fixed at zero.
+
 pub fn fit_nonneg(v: &Array2<f64>, s: &Array1<f64>, threshold: f64, skip: &[usize]) -> Result<(fit::Fit, Vec<String>), fit::FitError> {
     let mut vm = v.clone();
     for &j in skip {
@@ -383,9 +374,10 @@ pub fn fit_nonneg(v: &Array2<f64>, s: &Array1<f64>, threshold: f64, skip: &[usiz
 pub fn refit(rec: &mut CalibrationRecord, threshold: f64) -> Result<()> {
     let table = rec.benchmark_prices.clone();
     let t = rec.price_per_second;
-    rec.s = prices(&rec.runs, t, &|b| table.get(b).copied().unwrap_or(t), rec.price_basis, &rec.capacity());
+    let (rows, s) = price::rows(&rec.runs, t, &|b| table.get(b).copied().unwrap_or(t), rec.price_basis, &rec.capacity());
+    rec.s = s;
     let skip: Vec<usize> = NOT_FITTED.iter().map(|c| *c as usize).collect();
-    let (f, clamped) = fit_nonneg(&rec.v(), &Array1::from(rec.s.clone()), threshold, &skip).context("fit rates")?;
+    let (f, clamped) = fit_nonneg(&price::matrix(&rows), &Array1::from(rec.s.clone()), threshold, &skip).context("fit rates")?;
     let mut r = [0.0; UsageVector::LEN];
     for (i, x) in f.rates.iter().enumerate() {
         r[i] = x.max(0.0);

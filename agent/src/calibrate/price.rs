@@ -73,12 +73,6 @@ pub fn parts(s: &SegmentRecord, basis: PriceBasis, cap: &Capacity) -> (f64, f64)
     }
 }
 
-/// Machine-seconds a segment took, both parts (see [`parts`]).
-pub fn machine_seconds(s: &SegmentRecord, basis: PriceBasis, cap: &Capacity) -> f64 {
-    let (cpu, own) = parts(s, basis, cap);
-    cpu + own
-}
-
 /// What a segment costs, base units: `t` per cpu machine-second, its
 /// benchmark's price per own machine-second.
 pub fn segment_cost(s: &SegmentRecord, t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis, cap: &Capacity) -> f64 {
@@ -107,13 +101,6 @@ impl RunRecord {
 /// priced as that program. Whole runs are the rows of records that lack
 /// segment usage (older layouts).
 pub fn rows(runs: &[RunRecord], t: Amount, price_of: &dyn Fn(&str) -> Amount, basis: PriceBasis, cap: &Capacity) -> (Vec<[f64; UsageVector::LEN]>, Vec<f64>) {
-    let per_second = |u: &UsageVector, secs: f64| {
-        let mut r = [0.0; UsageVector::LEN];
-        for (i, v) in u.counters.iter().enumerate() {
-            r[i] = *v as f64 / secs.max(1e-9);
-        }
-        r
-    };
     let segments_measured = runs.iter().flat_map(|r| &r.segments).all(|s| s.usage.is_some());
     if segments_measured {
         runs.iter()
@@ -121,12 +108,27 @@ pub fn rows(runs: &[RunRecord], t: Amount, price_of: &dyn Fn(&str) -> Amount, ba
             .map(|s| {
                 let u = s.usage.as_ref().expect("checked above");
                 let secs = u.get(UsageComponent::WallNs) as f64 / 1e9;
-                (per_second(u, secs), segment_cost(s, t, price_of, basis, cap) / secs.max(1e-9))
+                (per_second(u), segment_cost(s, t, price_of, basis, cap) / secs.max(1e-9))
             })
             .unzip()
     } else {
         runs.iter().map(|r| (r.row(), r.price(t, price_of, basis, cap))).unzip()
     }
+}
+
+/// Usage per second over the usage's own wall time: a row of `V`.
+pub fn per_second(u: &UsageVector) -> [f64; UsageVector::LEN] {
+    let secs = (u.get(UsageComponent::WallNs) as f64 / 1e9).max(1e-9);
+    let mut r = [0.0; UsageVector::LEN];
+    for (i, v) in u.counters.iter().enumerate() {
+        r[i] = *v as f64 / secs;
+    }
+    r
+}
+
+/// `V` from its rows.
+pub fn matrix(rows: &[[f64; UsageVector::LEN]]) -> ndarray::Array2<f64> {
+    ndarray::Array2::from_shape_fn((rows.len(), UsageVector::LEN), |(i, j)| rows[i][j])
 }
 
 /// Prices per second of every row of `V` (`s`), see [`rows`].
@@ -137,6 +139,12 @@ pub fn prices(runs: &[RunRecord], t: Amount, price_of: &dyn Fn(&str) -> Amount, 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Both parts of a segment's machine-seconds.
+    fn machine_seconds(s: &SegmentRecord, basis: PriceBasis, cap: &Capacity) -> f64 {
+        let (cpu, own) = parts(s, basis, cap);
+        cpu + own
+    }
 
     const CAP: Capacity = Capacity { cores: 2, memory_bytes: 8 << 30, network_bytes_per_s: 125_000_000 };
 

@@ -2,7 +2,8 @@
 //! cgroup and network namespace (a memory holder filled first, outside the
 //! measured run), sampled every 100 ms, stopped by SIGINT, its usage, its
 //! machine share and its score read back. Also the signal guard that lets
-//! an interrupted calibration still remove everything it made.
+//! an interrupted calibration still remove everything it made (and lets a
+//! built-in kernel stop and write its metrics).
 
 use super::{bench, sandbox, SegmentRecord};
 use anyhow::{bail, Context, Result};
@@ -48,8 +49,13 @@ impl Drop for SignalGuard {
     }
 }
 
+/// True once SIGINT, SIGTERM or SIGHUP arrived under a [`SignalGuard`].
+pub(super) fn interrupted() -> bool {
+    INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst)
+}
+
 fn check_interrupted() -> Result<()> {
-    if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+    if interrupted() {
         bail!("calibration interrupted by a signal (everything it made was removed)");
     }
     Ok(())
@@ -83,7 +89,7 @@ pub(super) fn run(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::p
             let now = (Instant::now(), run.cpu_ns());
             let cores_busy = now.1.saturating_sub(last.1) as f64 / now.0.duration_since(last.0).as_nanos().max(1) as f64;
             last = now;
-            if (run.memory_bytes() >= sizes.mem_hold_bytes / 10 * 9 && cores_busy < 0.1) || INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+            if (run.memory_bytes() >= sizes.mem_hold_bytes / 10 * 9 && cores_busy < 0.1) || interrupted() {
                 break;
             }
             let early = child.try_wait()?;
@@ -106,7 +112,7 @@ pub(super) fn run(run: &mut sandbox::Run, seg: &bench::Segment, scratch: &std::p
         }
         std::thread::sleep((end - now).min(Duration::from_millis(100)));
         run.sample();
-        if INTERRUPTED.load(std::sync::atomic::Ordering::SeqCst) {
+        if interrupted() {
             break;
         }
         if let Some(st) = child.try_wait()? {
