@@ -346,15 +346,28 @@ pub const NOT_FITTED: &[UsageComponent] = &[UsageComponent::WallNs];
 /// the rest are refitted (an active set, one component at a time). Returns
 /// the fit (its `unmoved` names only columns that are zero in `v`) and the
 /// components fixed at zero.
-
+///
+/// Each row with a price is divided by it first (`V_i / s_i` against `1`,
+/// the seed's `s 1 = U r` with every program's price as its unit), so the
+/// fit weighs relative errors alike: a mem-hold row costing a tenth of a
+/// cpu row counts as much, instead of its memory rate being left to the
+/// few-percent residuals of the big rows. The fit's residual and
+/// leave-one-out errors are then relative errors of the prices.
 pub fn fit_nonneg(v: &Array2<f64>, s: &Array1<f64>, threshold: f64, skip: &[usize]) -> Result<(fit::Fit, Vec<String>), fit::FitError> {
     let mut vm = v.clone();
+    let mut sm = s.clone();
+    for (i, si) in s.iter().enumerate() {
+        if *si > 0.0 && si.is_finite() {
+            vm.row_mut(i).mapv_inplace(|x| x / si);
+            sm[i] = 1.0;
+        }
+    }
     for &j in skip {
         vm.column_mut(j).fill(0.0);
     }
     let mut clamped = Vec::new();
     loop {
-        let mut f = fit::fit(vm.view(), s.view(), fit::FitOptions { threshold, leave_one_out: true })?;
+        let mut f = fit::fit(vm.view(), sm.view(), fit::FitOptions { threshold, leave_one_out: true })?;
         let worst = f.rates.iter().enumerate().filter(|(_, r)| **r < 0.0).min_by(|a, b| a.1.total_cmp(b.1)).map(|(i, _)| i);
         match worst {
             Some(i) => {
